@@ -1,0 +1,76 @@
+"""Console forms (Flask-WTF: every form carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, IntegerField, PasswordField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+OPTIONAL_LIMIT = [Optional(), NumberRange(min=0, message="Enter 0 or more, or leave empty.")]
+
+
+class SignInForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class TenantCreateForm(FlaskForm):
+    slug = StringField(
+        "Slug",
+        validators=[DataRequired(message="Choose a slug."), Length(max=40)],
+        description="Lower-case letters, digits and hyphens, 3–40 characters. Used in the "
+        "tenant's address and schema name; it cannot be changed later.",
+    )
+    name = StringField(
+        "Organisation name",
+        validators=[DataRequired(message="Give the organisation a name."), Length(max=200)],
+    )
+    domains = TextAreaField(
+        "Custom domains",
+        validators=[Optional(), Length(max=2000)],
+        description="Optional, one per line (e.g. portal.acme.com).",
+    )
+    max_users = IntegerField(
+        "Max users", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
+    )
+
+
+class LimitsForm(FlaskForm):
+    max_users = IntegerField(
+        "Max users", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
+    )
+    max_storage_bytes = IntegerField(
+        "Storage (bytes)", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
+    )
+    api_requests_per_minute = IntegerField(
+        "API requests per minute", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
+    )
+
+
+class DomainForm(FlaskForm):
+    domain = StringField(
+        "Add a domain", validators=[DataRequired(message="Enter a domain."), Length(max=253)]
+    )
+
+
+class RemoveDomainForm(FlaskForm):
+    domain = StringField("Domain", validators=[DataRequired()])
+
+
+class SuspendForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason",
+        validators=[
+            DataRequired(message="Say why; the reason goes in the audit trail."),
+            Length(max=500),
+        ],
+        description="Recorded in the audit trail and shown to the tenant's users.",
+    )
+
+
+class DeleteForm(FlaskForm):
+    confirm_slug = StringField("Type the tenant's slug to confirm", validators=[DataRequired()])
+
+
+class ActionForm(FlaskForm):
+    """A button-only form: nothing but the CSRF token."""

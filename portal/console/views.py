@@ -1,0 +1,482 @@
+"""The MSP staff console: sign-in, overview, tenants, audit."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import and_, func, or_, select
+
+from portal.compliance.audit import verify_chain
+from portal.compliance.models import PlatformAuditEntry
+from portal.console import services as staff_services
+from portal.console.auth import current_actor
+from portal.console.forms import (
+    ActionForm,
+    DeleteForm,
+    DomainForm,
+    LimitsForm,
+    RemoveDomainForm,
+    SignInForm,
+    SuspendForm,
+    TenantCreateForm,
+)
+from portal.permissions import Permission, requires
+from portal.tenancy import services
+from portal.tenancy.migrations import head_revision
+from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
+from portal.web import render_page, request_session, see_other, wants_fragment
+
+bp = Blueprint("console", __name__)
+PAGE_SIZE = 25
+
+
+def settings():
+    return current_app.config["PORTAL"]
+
+
+def safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("console.overview")
+
+
+# ---- sign-in ------------------------------------------------------------------------------
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    if current_user.is_authenticated:
+        return redirect(url_for("console.overview"))
+    form = SignInForm()
+    error = None
+    if form.validate_on_submit():
+        session = request_session()
+        member = staff_services.authenticate_staff(
+            session, form.email.data, form.password.data, actor=current_actor()
+        )
+        if member is None:
+            error = "Email or password is not right."
+            session.commit()  # keep the failed-attempt audit entry
+        else:
+            from flask import session as cookie
+
+            cookie.clear()  # nothing from before sign-in survives it
+            token, row = staff_services.start_staff_session(
+                session, member, actor=current_actor(), user_agent=request.user_agent.string
+            )
+            from portal.console.auth import SignedInStaff
+
+            login_user(SignedInStaff(token, row))
+            return see_other(safe_next(request.args.get("next")))
+    status = 422 if request.method == "POST" else 200
+    return render_page("console/sign_in.html", form=form, error=error, status=status)
+
+
+@bp.post("/sign-out")
+def sign_out():
+    if current_user.is_authenticated:
+        staff_services.end_staff_session(
+            request_session(), current_user.token, actor=current_actor()
+        )
+        logout_user()
+    from flask import session as cookie
+
+    cookie.clear()
+    return see_other(url_for("console.sign_in"))
+
+
+# ---- overview -----------------------------------------------------------------------------
+
+
+@bp.get("/")
+@requires(Permission.TENANT_VIEW)
+def overview():
+    session = request_session()
+    counts = services.count_by_status(session)
+    head = head_revision()
+    behind = session.scalars(
+        select(Tenant)
+        .where(
+            or_(Tenant.schema_revision.is_distinct_from(head), Tenant.migration_error.is_not(None))
+        )
+        .where(Tenant.status != TenantStatus.DELETED)
+        .order_by(Tenant.slug)
+        .limit(10)
+    ).all()
+    recent = session.scalars(select(Tenant).order_by(Tenant.created_at.desc()).limit(5)).all()
+    entries = session.scalars(
+        select(PlatformAuditEntry).order_by(PlatformAuditEntry.seq.desc()).limit(8)
+    ).all()
+    return render_page(
+        "console/overview.html",
+        counts=counts,
+        behind=behind,
+        head=head,
+        recent=recent,
+        entries=entries,
+    )
+
+
+# ---- tenants ------------------------------------------------------------------------------
+
+
+def tenant_query(q: str, status: str):
+    query = select(Tenant)
+    if q:
+        like = f"%{q.lower().replace('%', '').replace('_', '')}%"
+        domain_match = select(TenantDomain.tenant_id).where(TenantDomain.domain.ilike(like))
+        query = query.where(
+            or_(Tenant.slug.ilike(like), Tenant.name.ilike(like), Tenant.id.in_(domain_match))
+        )
+    if status in set(TenantStatus):
+        query = query.where(Tenant.status == status)
+    return query
+
+
+@bp.get("/tenants")
+@requires(Permission.TENANT_VIEW)
+def tenants():
+    session = request_session()
+    q = request.args.get("q", "").strip()[:100]
+    status = request.args.get("status", "")
+    after = request.args.get("after", "")
+    before = request.args.get("before", "")
+    base = tenant_query(q, status)
+    total = session.scalar(select(func.count()).select_from(base.subquery()))
+    if before:
+        rows = session.scalars(
+            base.where(Tenant.slug < before).order_by(Tenant.slug.desc()).limit(PAGE_SIZE + 1)
+        ).all()
+        has_more_before = len(rows) > PAGE_SIZE
+        rows = list(reversed(rows[:PAGE_SIZE]))
+        has_more_after = True
+    else:
+        query = base.where(Tenant.slug > after) if after else base
+        rows = session.scalars(query.order_by(Tenant.slug).limit(PAGE_SIZE + 1)).all()
+        has_more_after = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        has_more_before = bool(after)
+    return render_page(
+        "console/tenants.html",
+        "results",
+        rows=rows,
+        total=total,
+        q=q,
+        status_filter=status,
+        statuses=list(TenantStatus),
+        next_after=rows[-1].slug if rows and has_more_after else None,
+        prev_before=rows[0].slug if rows and has_more_before else None,
+        head=head_revision(),
+    )
+
+
+def _parse_domains(raw: str | None) -> list[str]:
+    return [line.strip() for line in (raw or "").replace(",", "\n").splitlines() if line.strip()]
+
+
+@bp.route("/tenants/new", methods=["GET", "POST"])
+@requires(Permission.TENANT_CREATE)
+def tenant_new():
+    form = TenantCreateForm()
+    if form.validate_on_submit():
+        try:
+            tenant = services.create_tenant(
+                request_session(),
+                slug=form.slug.data,
+                name=form.name.data,
+                domains=_parse_domains(form.domains.data),
+                max_users=form.max_users.data,
+                actor=current_actor(),
+                base_domain=settings().base_domain,
+            )
+        except services.TenancyError as exc:
+            field = getattr(form, exc.field or "slug", form.slug)
+            field.errors = [*field.errors, str(exc)]
+        else:
+            return see_other(
+                url_for("console.tenant", slug=tenant.slug), toast=f"Tenant {tenant.name} created"
+            )
+    status = 422 if request.method == "POST" else 200
+    return render_page("console/tenant_new.html", "form", form=form, status=status)
+
+
+def access_tenant(slug: str, *, lock: bool = False) -> Tenant:
+    """The tenant, or 404 when it does not exist (or is outside what the actor may see)."""
+    query = select(Tenant).where(Tenant.slug == slug)
+    if lock:
+        query = query.with_for_update()
+    tenant = request_session().scalars(query).first()
+    if tenant is None:
+        abort(404)
+    return tenant
+
+
+def tenant_entries(tenant: Tenant, limit: int = 10):
+    return (
+        request_session()
+        .scalars(
+            select(PlatformAuditEntry)
+            .where(
+                PlatformAuditEntry.target_type == "tenant",
+                PlatformAuditEntry.target_id == str(tenant.id),
+            )
+            .order_by(PlatformAuditEntry.seq.desc())
+            .limit(limit)
+        )
+        .all()
+    )
+
+
+def render_tenant(tenant: Tenant, block: str | None = None, *, status: int = 200, **forms):
+    limits = forms.pop("limits_form", None) or LimitsForm(
+        formdata=None,
+        max_users=tenant.max_users,
+        max_storage_bytes=tenant.max_storage_bytes,
+        api_requests_per_minute=tenant.api_requests_per_minute,
+    )
+    context = dict(
+        t=tenant,
+        head=head_revision(),
+        domain_form=forms.pop("domain_form", None) or DomainForm(formdata=None),
+        remove_form=RemoveDomainForm(formdata=None),
+        limits_form=limits,
+        suspend_form=forms.pop("suspend_form", None) or SuspendForm(formdata=None),
+        delete_form=forms.pop("delete_form", None) or DeleteForm(formdata=None),
+        action_form=ActionForm(formdata=None),
+        entries=tenant_entries(tenant),
+        lifecycle_error=forms.pop("lifecycle_error", None),
+    )
+    return render_page("console/tenant.html", block, status=status, **context)
+
+
+def changed(tenant: Tenant, block: str, toast: str):
+    """After a change: the updated block for HTMX (with a toast event), else back to the page."""
+    if wants_fragment():
+        response = render_tenant(tenant, block)
+        response.headers["HX-Trigger"] = json.dumps({"toast": toast})
+        return response
+    return see_other(url_for("console.tenant", slug=tenant.slug), toast=toast)
+
+
+@bp.get("/tenants/<slug>")
+@requires(Permission.TENANT_VIEW)
+def tenant(slug):
+    return render_tenant(access_tenant(slug))
+
+
+@bp.post("/tenants/<slug>/domains")
+@requires(Permission.TENANT_UPDATE)
+def domain_add(slug):
+    tenant = access_tenant(slug, lock=True)
+    form = DomainForm()
+    if form.validate_on_submit():
+        try:
+            services.add_domain(
+                request_session(),
+                tenant,
+                form.domain.data,
+                actor=current_actor(),
+                base_domain=settings().base_domain,
+            )
+        except services.TenancyError as exc:
+            form.domain.errors = [str(exc)]
+        else:
+            return changed(tenant, "domains", f"Domain {form.domain.data.strip().lower()} added")
+    return render_tenant(tenant, "domains", status=422, domain_form=form)
+
+
+@bp.post("/tenants/<slug>/domains/remove")
+@requires(Permission.TENANT_UPDATE)
+def domain_remove(slug):
+    tenant = access_tenant(slug, lock=True)
+    form = RemoveDomainForm()
+    if not form.validate_on_submit():
+        abort(400)
+    services.remove_domain(request_session(), tenant, form.domain.data, actor=current_actor())
+    return changed(tenant, "domains", f"Domain {form.domain.data} removed")
+
+
+@bp.post("/tenants/<slug>/limits")
+@requires(Permission.TENANT_UPDATE)
+def limits(slug):
+    tenant = access_tenant(slug, lock=True)
+    form = LimitsForm()
+    if form.validate_on_submit():
+        try:
+            services.update_limits(
+                request_session(),
+                tenant,
+                actor=current_actor(),
+                max_users=form.max_users.data,
+                max_storage_bytes=form.max_storage_bytes.data,
+                api_requests_per_minute=form.api_requests_per_minute.data,
+            )
+        except services.TenancyError as exc:
+            getattr(form, exc.field or "max_users").errors = [str(exc)]
+        else:
+            return changed(tenant, "limits", "Limits saved")
+    return render_tenant(tenant, "limits", status=422, limits_form=form)
+
+
+@bp.post("/tenants/<slug>/suspend")
+@requires(Permission.TENANT_SUSPEND)
+def suspend(slug):
+    tenant = access_tenant(slug, lock=True)
+    form = SuspendForm()
+    if form.validate_on_submit():
+        try:
+            services.suspend_tenant(
+                request_session(), tenant, actor=current_actor(), reason=form.reason.data
+            )
+        except services.TenancyError as exc:
+            form.reason.errors = [str(exc)]
+        else:
+            return see_other(
+                url_for("console.tenant", slug=slug), toast=f"Tenant {tenant.name} suspended"
+            )
+    return render_tenant(tenant, "lifecycle", status=422, suspend_form=form)
+
+
+@bp.post("/tenants/<slug>/resume")
+@requires(Permission.TENANT_SUSPEND)
+def resume(slug):
+    tenant = access_tenant(slug, lock=True)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        services.resume_tenant(request_session(), tenant, actor=current_actor())
+    except services.TenancyError as exc:
+        return render_tenant(tenant, "lifecycle", status=422, lifecycle_error=str(exc))
+    return see_other(url_for("console.tenant", slug=slug), toast=f"Tenant {tenant.name} resumed")
+
+
+@bp.post("/tenants/<slug>/delete")
+@requires(Permission.TENANT_DELETE)
+def delete(slug):
+    tenant = access_tenant(slug, lock=True)
+    form = DeleteForm()
+    if form.validate_on_submit():
+        if form.confirm_slug.data.strip() != tenant.slug:
+            form.confirm_slug.errors = [f"Type “{tenant.slug}” exactly to delete this tenant."]
+        else:
+            services.delete_tenant(
+                request_session(),
+                tenant,
+                actor=current_actor(),
+                grace_days=settings().tenant_purge_grace_days,
+            )
+            return see_other(
+                url_for("console.tenant", slug=slug), toast=f"Tenant {tenant.name} deleted"
+            )
+    return render_tenant(tenant, "lifecycle", status=422, delete_form=form)
+
+
+@bp.post("/tenants/<slug>/restore")
+@requires(Permission.TENANT_DELETE)
+def restore(slug):
+    tenant = access_tenant(slug, lock=True)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    services.restore_tenant(request_session(), tenant, actor=current_actor())
+    return see_other(url_for("console.tenant", slug=slug), toast=f"Tenant {tenant.name} restored")
+
+
+# ---- audit --------------------------------------------------------------------------------
+
+
+def _parse_date(raw: str | None):
+    try:
+        return datetime.strptime(raw, "%Y-%m-%d").date() if raw else None
+    except ValueError:
+        return None
+
+
+@bp.get("/audit")
+@requires(Permission.AUDIT_VIEW)
+def audit():
+    session = request_session()
+    model = PlatformAuditEntry
+    action = request.args.get("action", "").strip()[:64]
+    actor = request.args.get("actor", "").strip()[:320]
+    date_from = _parse_date(request.args.get("from"))
+    date_to = _parse_date(request.args.get("to"))
+    before = request.args.get("before", type=int)
+    conditions = []
+    if action:
+        conditions.append(model.action.startswith(action))
+    if actor:
+        conditions.append(or_(model.actor_label.ilike(f"%{actor}%"), model.actor_id == actor))
+    if date_from:
+        conditions.append(model.occurred_at >= datetime.combine(date_from, time.min, UTC))
+    if date_to:
+        conditions.append(
+            model.occurred_at < datetime.combine(date_to + timedelta(days=1), time.min, UTC)
+        )
+    query = select(model).where(and_(*conditions)) if conditions else select(model)
+    if before:
+        query = query.where(model.seq < before)
+    rows = session.scalars(query.order_by(model.seq.desc()).limit(PAGE_SIZE + 1)).all()
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    actions = session.scalars(select(model.action).distinct().order_by(model.action)).all()
+    filters = {
+        "action": action,
+        "actor": actor,
+        "from": date_from.isoformat() if date_from else "",
+        "to": date_to.isoformat() if date_to else "",
+    }
+    older_url = None
+    if rows and more:
+        older_url = url_for(
+            "console.audit", before=rows[-1].seq, **{k: v for k, v in filters.items() if v}
+        )
+    return render_page(
+        "console/audit.html",
+        "results",
+        rows=rows,
+        actions=actions,
+        filters=filters,
+        older_url=older_url,
+        verify_form=ActionForm(formdata=None),
+        result=None,
+    )
+
+
+@bp.post("/audit/verify")
+@requires(Permission.AUDIT_VERIFY)
+def audit_verify():
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    result = verify_chain(request_session())
+    if wants_fragment():
+        return render_page(
+            "console/audit.html", "verify", result=result, verify_form=ActionForm(formdata=None)
+        )
+    flash(result.message("platform"), "success" if result.ok else "danger")
+    return see_other(url_for("console.audit"))
+
+
+@bp.app_template_filter("ago")
+def ago(value: datetime | None) -> str:
+    if value is None:
+        return "never"
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    if seconds < 0:
+        seconds = -seconds
+        prefix, suffix = "in ", ""
+    else:
+        prefix, suffix = "", " ago"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = seconds // size
+            label = f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+            return f"{prefix}{label}{suffix}"
+    return "just now" if not prefix else "in a moment"
+
+
+@bp.app_template_filter("exact")
+def exact(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""

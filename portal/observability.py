@@ -1,0 +1,105 @@
+"""JSON logs carrying the request id, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from flask import Flask, g, has_request_context, request
+from prometheus_client import REGISTRY, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_LATENCY = Histogram(
+    "portal_request_duration_seconds",
+    "HTTP request latency by endpoint, method and status",
+    ["endpoint", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds request_id (and tenant) to every record logged while serving a request or job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context():
+            record.request_id = g.get("request_id")
+            tenant = request.environ.get("portal.tenant")
+            if tenant is not None:
+                record.tenant = tenant.slug
+        else:
+            from rq import get_current_job
+
+            job = get_current_job()
+            if job is not None:
+                record.request_id = job.meta.get("request_id")
+                record.job_id = job.id
+        return True
+
+
+_configured = False
+
+
+def configure_logging(settings) -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    handler.addFilter(RequestContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def observe_request(response, endpoint: str | None) -> None:
+    started = g.get("started")
+    if started is None:
+        return
+    REQUEST_LATENCY.labels(
+        endpoint=endpoint or "unmatched", method=request.method, status=str(response.status_code)
+    ).observe(time.perf_counter() - started)
+
+
+class TenantStatusCollector:
+    """Tenants by status, read from the database at scrape time."""
+
+    def collect(self):
+        from portal.db import db
+        from portal.tenancy.services import count_by_status
+
+        family = GaugeMetricFamily("portal_tenants", "Tenants by status", labels=["status"])
+        if db.engine is not None:
+            try:
+                with db.platform_scope() as session:
+                    for status, n in count_by_status(session).items():
+                        family.add_metric([status], n)
+            except Exception:
+                logging.getLogger(__name__).warning("tenant metrics unavailable", exc_info=True)
+        yield family
+
+
+def init_metrics(app: Flask) -> None:
+    @app.after_request
+    def _observe(response):
+        observe_request(response, request.endpoint)
+        return response
+
+
+_collector_registered = False
+
+
+def register_collectors() -> None:
+    global _collector_registered
+    if not _collector_registered:
+        REGISTRY.register(TenantStatusCollector())
+        _collector_registered = True

@@ -1,0 +1,1 @@
+"""The tenant site: what a tenant's own host serves."""

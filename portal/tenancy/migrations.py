@@ -1,0 +1,219 @@
+"""Alembic trees and the tenant migrations runner.
+
+`upgrade_platform` upgrades the platform schema. `migrate_tenants` upgrades tenant schemas in
+parallel: it reads every schema's revision in a handful of UNION ALL queries, skips the schemas
+already at head without opening an Alembic context for them, migrates the rest each in its own
+connection and transaction (so one failure leaves the others untouched), and records the
+outcome on the tenant's platform row. A failed schema stays behind and is picked up again by
+the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, select, text, update
+
+from portal.db import (
+    PLATFORM_SCHEMA,
+    TENANT_PLACEHOLDER,
+    TenantBase,
+    db,
+    load_models,
+    tenant_schema,
+)
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
+UNION_CHUNK = 500
+
+
+def alembic_config(tree: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS / tree))
+    return config
+
+
+@cache
+def script_directory(tree: str) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(tree))
+
+
+def head_revision(tree: str = "tenant", script: ScriptDirectory | None = None) -> str:
+    return (script or script_directory(tree)).get_current_head()
+
+
+@contextmanager
+def connection_for_alembic(config: Config) -> Iterator[Connection]:
+    """The connection handed over by the portal, or one opened from the settings (alembic CLI)."""
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        yield connection
+        return
+    from portal.cli import configure_services
+
+    configure_services(need_redis=False)
+    with db.engine.connect() as connection:
+        yield connection
+        connection.commit()
+
+
+def upgrade_platform() -> None:
+    """Bring the platform schema to head (creating it on first run)."""
+    load_models()
+    with db.engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{PLATFORM_SCHEMA}"'))
+        config = alembic_config("platform")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def run_tenant_migrations(
+    connection: Connection,
+    schema: str,
+    *,
+    target: str = "head",
+    downgrade: bool = False,
+    script: ScriptDirectory | None = None,
+) -> None:
+    """Run the tenant tree on one schema in the caller's transaction, up (or down) to `target`."""
+    script = script or script_directory("tenant")
+    connection = connection.execution_options(schema_translate_map={TENANT_PLACEHOLDER: schema})
+
+    def steps(rev, context):
+        if downgrade:
+            return script._downgrade_revs(target, rev)
+        return script._upgrade_revs(target, rev)
+
+    config = alembic_config("tenant")
+    with EnvironmentContext(config, script, fn=steps, destination_rev=target) as env:
+        env.configure(
+            connection=connection,
+            target_metadata=TenantBase.metadata,
+            version_table_schema=schema,
+        )
+        env.run_migrations()
+
+
+def schema_revisions(connection: Connection, schemas: list[str]) -> dict[str, str | None]:
+    """Each schema's Alembic revision, read in a few UNION ALL queries (None: none recorded)."""
+    found: dict[str, str | None] = dict.fromkeys(schemas)
+    if not schemas:
+        return found
+    with_table = (
+        connection.execute(
+            text(
+                "SELECT table_schema FROM information_schema.tables "
+                "WHERE table_name = 'alembic_version' AND table_schema = ANY(:schemas)"
+            ),
+            {"schemas": schemas},
+        )
+        .scalars()
+        .all()
+    )
+    for start in range(0, len(with_table), UNION_CHUNK):
+        chunk = with_table[start : start + UNION_CHUNK]
+        query = " UNION ALL ".join(
+            f"SELECT '{s}' AS schema, version_num FROM \"{s}\".alembic_version" for s in chunk
+        )
+        for schema, revision in connection.execute(text(query)):
+            found[schema] = revision
+    return found
+
+
+@dataclass
+class MigrationReport:
+    head: str
+    total: int = 0
+    up_to_date: int = 0
+    migrated: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_attempted: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_attempted
+
+
+def migrate_tenants(
+    *,
+    jobs: int = 4,
+    canary: int = 0,
+    slugs: list[str] | None = None,
+    script: ScriptDirectory | None = None,
+    on_progress: Callable[[str, str | None, int], None] | None = None,
+    lock_timeout: str = "5s",
+) -> MigrationReport:
+    """Upgrade every tenant schema that is behind head. See the module docstring."""
+    from portal.tenancy.models import Tenant
+
+    script = script or script_directory("tenant")
+    head = head_revision(script=script)
+    with db.engine.connect() as connection:
+        query = select(Tenant.slug).order_by(Tenant.id)
+        if slugs:
+            query = query.where(Tenant.slug.in_(slugs))
+        all_slugs = list(connection.execute(query).scalars())
+        revisions = schema_revisions(connection, [tenant_schema(s) for s in all_slugs])
+    behind = [s for s in all_slugs if revisions[tenant_schema(s)] != head]
+    report = MigrationReport(
+        head=head, total=len(all_slugs), up_to_date=len(all_slugs) - len(behind)
+    )
+
+    def migrate_one(slug: str) -> str | None:
+        schema = tenant_schema(slug)
+        error = None
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
+                run_tenant_migrations(conn, schema, script=script)
+        except Exception as exc:  # one schema's failure must not stop the others
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+            log.warning("tenant migration failed", extra={"tenant": slug, "error": error})
+        _record_outcome(slug, head if error is None else revisions[schema], error)
+        return error
+
+    def run(batch: list[str]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(migrate_one, slug): slug for slug in batch}
+            for future in as_completed(futures):
+                slug = futures[future]
+                error = future.result()
+                if error:
+                    report.failed[slug] = error
+                else:
+                    report.migrated.append(slug)
+                if on_progress:
+                    on_progress(slug, error, len(behind))
+
+    first, rest = (behind[:canary], behind[canary:]) if canary else ([], behind)
+    if first:
+        run(first)
+        if report.failed:
+            report.not_attempted = rest
+            return report
+    run(rest)
+    return report
+
+
+def _record_outcome(slug: str, revision: str | None, error: str | None) -> None:
+    from portal.tenancy.models import Tenant
+
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(Tenant)
+            .where(Tenant.slug == slug)
+            .values(schema_revision=revision, migration_error=error, migrated_at=datetime.now(UTC))
+        )

@@ -1,0 +1,164 @@
+"""Request plumbing shared by the console and the tenant sites.
+
+- HostDispatcher routes a request by Host to the console app or the tenant-site app.
+- Each request gets an id (X-Request-ID if the client sent a sane one) for logs and audit.
+- Each request owns one transaction: `request_session()` opens it lazily (platform scope on the
+  console, tenant scope with `SET LOCAL ROLE` on a tenant site); it commits after a successful
+  response and rolls back otherwise.
+- `render_page` renders a whole page, or just one block of it for an HTMX request.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from flask import Flask, Response, abort, current_app, g, redirect, render_template, request
+from jinja2_fragments.flask import render_block
+from sqlalchemy.orm import Session
+
+from portal.compliance.audit import Actor
+from portal.db import db
+from portal.tenancy import routing
+from portal.tenancy.routing import TenantRef
+
+ALWAYS_PLATFORM_PATHS = ("/healthz", "/readyz", "/metrics")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class HostDispatcher:
+    """WSGI middleware: base domain → console app, tenant host → site app, else a 404 page."""
+
+    def __init__(self, platform_wsgi, site_wsgi, settings):
+        self.platform_wsgi = platform_wsgi
+        self.site_wsgi = site_wsgi
+        self.settings = settings
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in ALWAYS_PLATFORM_PATHS:
+            return self.platform_wsgi(environ, start_response)
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        target = routing.resolve(host, self.settings.base_domain)
+        if isinstance(target, TenantRef):
+            environ["portal.tenant"] = target
+            return self.site_wsgi(environ, start_response)
+        if target is None:
+            environ["portal.unknown_host"] = routing.normalise_host(host)
+        return self.platform_wsgi(environ, start_response)
+
+
+def current_tenant() -> TenantRef | None:
+    return request.environ.get("portal.tenant")
+
+
+def request_session() -> Session:
+    """The request's one transaction, opened on first use."""
+    if "db_session" not in g:
+        tenant = current_tenant()
+        g.db_session = db.open_tenant_session(tenant) if tenant else _platform_session()
+    return g.db_session
+
+
+def _platform_session() -> Session:
+    session = db.session()
+    session.begin()
+    return session
+
+
+def client_addr() -> str | None:
+    return request.remote_addr
+
+
+def actor_for(kind: str, id_, label: str | None) -> Actor:
+    return Actor(
+        type=kind,
+        id=None if id_ is None else str(id_),
+        label=label,
+        client_addr=client_addr(),
+        request_id=g.get("request_id"),
+    )
+
+
+def wants_fragment() -> bool:
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-Boosted") != "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+def render_page(
+    template: str, block: str | None = None, *, status: int = 200, **context
+) -> Response:
+    """The whole page, or only `block` of it when HTMX asked for a fragment."""
+    if block and wants_fragment():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    return Response(body, status=status, mimetype="text/html")
+
+
+def see_other(location: str, *, toast: str | None = None) -> Response:
+    """After a successful POST: 303 for a plain form, HX-Location for HTMX."""
+    if request.headers.get("HX-Request") == "true":
+        response = Response(status=204)
+        response.headers["HX-Location"] = location
+    else:
+        response = redirect(location, code=303)
+    if toast:
+        flash_toast(toast)
+    return response
+
+
+def flash_toast(message: str) -> None:
+    from flask import flash
+
+    flash(message, "success")
+
+
+def _begin_request() -> None:
+    supplied = request.headers.get("X-Request-ID", "")
+    g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+    unknown = request.environ.get("portal.unknown_host")
+    if unknown is not None:
+        g.unknown_host = unknown
+        abort(404)
+
+
+def _finish_request(response: Response) -> Response:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        try:
+            if response.status_code < 400:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    response.vary.add("HX-Request")
+    return response
+
+
+def _close_request(exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.rollback()
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_begin_request)
+    app.after_request(_finish_request)
+    app.teardown_request(_close_request)
+
+    @app.context_processor
+    def _globals():
+        return {
+            "tenant": current_tenant(),
+            "settings": current_app.config["PORTAL"],
+            "request_id": g.get("request_id"),
+        }

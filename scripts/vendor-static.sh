@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Fetch the front-end packages from the npm registry and copy their built files into static/vendor/.
+# The versions below are the ones committed; change them here and re-run `make static`.
+set -euo pipefail
+HTMX=2.0.11
+TABLER=1.6.1
+here=$(cd "$(dirname "$0")/.." && pwd)
+dest="$here/static/vendor"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+npm pack --silent "htmx.org@$HTMX" "@tabler/core@$TABLER" >/dev/null
+mkdir -p htmx tabler "$dest"
+tar -xzf htmx.org-$HTMX.tgz -C htmx
+tar -xzf tabler-core-$TABLER.tgz -C tabler
+cp htmx/package/dist/htmx.min.js "$dest/htmx.min.js"
+cp tabler/package/dist/css/tabler.min.css "$dest/tabler.min.css"
+cp tabler/package/dist/js/tabler.min.js "$dest/tabler.min.js"
+cat > "$dest/VERSIONS" <<V
+htmx.org $HTMX (dist/htmx.min.js)
+@tabler/core $TABLER (dist/css/tabler.min.css, dist/js/tabler.min.js)
+V
+echo "vendored into $dest:"; cat "$dest/VERSIONS"

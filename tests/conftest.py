@@ -1,0 +1,135 @@
+"""Fixtures: real PostgreSQL and Redis (embedded by default, or TEST_DATABASE_URL/TEST_REDIS_URL),
+the app and its test client, fresh tenants per test, and signed-in staff."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from portal import embedded
+from portal.compliance.audit import Actor
+from portal.db import db
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = Path(os.environ.get("PORTAL_INSTANCE_PATH") or ROOT / "instance")
+PASSWORD = "correct horse battery staple"
+SECRET = "test-secret-key-" + "x" * 32
+
+
+@pytest.fixture(scope="session")
+def urls():
+    """Database and Redis URLs for the whole run, starting the embedded servers if needed."""
+    database = os.environ.get("TEST_DATABASE_URL") or embedded.postgres_url(INSTANCE, "portal_test")
+    redis = os.environ.get("TEST_REDIS_URL") or embedded.redis_url(INSTANCE, db=1)
+    yield {"database_url": database, "redis_url": redis}
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(urls):
+    from portal import create_app
+    from portal.tenancy.migrations import migrate_tenants, upgrade_platform
+
+    application = create_app({**urls, "secret_key": SECRET})
+    upgrade_platform()
+    migrate_tenants(jobs=2)
+    application.config.update(TESTING=True, WTF_CSRF_ENABLED=False)
+    return application
+
+
+@pytest.fixture
+def client(app):
+    app.config["WTF_CSRF_ENABLED"] = False
+    return app.test_client()
+
+
+def unique_slug(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def purge(slug: str) -> None:
+    from portal.tenancy import routing
+    from portal.tenancy.models import Tenant
+    from portal.tenancy.services import drop_schema
+
+    with db.platform_scope() as session:
+        drop_schema(session, slug)
+        tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
+        if tenant is not None:
+            session.delete(tenant)
+    routing.invalidate()
+
+
+@pytest.fixture
+def make_tenant(app):
+    """Create tenants for this test; they are dropped (schema, role, row) afterwards."""
+    from portal.tenancy.services import create_tenant
+
+    created: list[str] = []
+
+    def make(slug: str | None = None, name: str | None = None, **kwargs):
+        slug = slug or unique_slug()
+        created.append(slug)
+        with db.platform_scope() as session:
+            tenant = create_tenant(
+                session,
+                slug=slug,
+                name=name or f"Tenant {slug}",
+                actor=Actor.system("test"),
+                base_domain="localhost",
+                **kwargs,
+            )
+        return tenant
+
+    yield make
+    for slug in created:
+        purge(slug)
+
+
+@pytest.fixture
+def tenant(make_tenant):
+    return make_tenant()
+
+
+@pytest.fixture
+def make_staff(app):
+    from portal.console.models import StaffUser
+    from portal.console.services import create_staff
+
+    created: list[int] = []
+
+    def make(role: str = "platform_admin"):
+        email = f"staff-{secrets.token_hex(5)}@msp.example"
+        with db.platform_scope() as session:
+            member = create_staff(session, email=email, role=role, password=PASSWORD,
+                                  actor=Actor.system("test"))
+            created.append(member.id)
+        return member
+
+    yield make
+    with db.platform_scope() as session:
+        for staff_id in created:
+            member = session.get(StaffUser, staff_id)
+            if member is not None:
+                session.delete(member)
+
+
+@pytest.fixture
+def sign_in_as(client, make_staff):
+    """Sign the test client in as a new staff member with `role`; returns the member."""
+
+    def sign_in(role: str = "platform_admin"):
+        member = make_staff(role)
+        response = client.post(
+            "/sign-in", data={"email": member.email, "password": PASSWORD},
+            headers={"Host": "localhost"},
+        )
+        assert response.status_code == 303, response.data
+        return member
+
+    return sign_in
