@@ -67,6 +67,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_console_login(platform)
 
     tenant_site = _base_app("portal.site", settings)
+    tenant_site.config = platform.config  # one configuration for both sites
     tenant_site.register_blueprint(site_bp)
     from portal.site.auth import init_login as init_site_login
 

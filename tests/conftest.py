@@ -106,8 +106,9 @@ def make_staff(app):
     def make(role: str = "platform_admin"):
         email = f"staff-{secrets.token_hex(5)}@msp.example"
         with db.platform_scope() as session:
-            member = create_staff(session, email=email, role=role, password=PASSWORD,
-                                  actor=Actor.system("test"))
+            member = create_staff(
+                session, email=email, role=role, password=PASSWORD, actor=Actor.system("test")
+            )
             created.append(member.id)
         return member
 
@@ -126,10 +127,27 @@ def sign_in_as(client, make_staff):
     def sign_in(role: str = "platform_admin"):
         member = make_staff(role)
         response = client.post(
-            "/sign-in", data={"email": member.email, "password": PASSWORD},
+            "/sign-in",
+            data={"email": member.email, "password": PASSWORD},
             headers={"Host": "localhost"},
         )
         assert response.status_code == 303, response.data
         return member
 
     return sign_in
+
+
+@pytest.fixture
+def run_cli(urls):
+    """Invoke `portal ...` in-process against the test database; returns click's Result."""
+    from click.testing import CliRunner
+
+    from portal.cli import cli
+
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        env = {"DATABASE_URL": urls["database_url"], "REDIS_URL": urls["redis_url"]}
+        return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+    return run

@@ -57,7 +57,9 @@ def init_login(app: Flask) -> None:
     def unauthorized():
         if request.headers.get("HX-Request") == "true":
             response = app.response_class(status=204)
-            response.headers["HX-Redirect"] = url_for("console.sign_in", next=request.full_path.rstrip("?"))
+            response.headers["HX-Redirect"] = url_for(
+                "console.sign_in", next=request.full_path.rstrip("?")
+            )
             return response
         return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
 

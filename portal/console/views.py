@@ -457,26 +457,3 @@ def audit_verify():
         )
     flash(result.message("platform"), "success" if result.ok else "danger")
     return see_other(url_for("console.audit"))
-
-
-@bp.app_template_filter("ago")
-def ago(value: datetime | None) -> str:
-    if value is None:
-        return "never"
-    seconds = int((datetime.now(UTC) - value).total_seconds())
-    if seconds < 0:
-        seconds = -seconds
-        prefix, suffix = "in ", ""
-    else:
-        prefix, suffix = "", " ago"
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            n = seconds // size
-            label = f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
-            return f"{prefix}{label}{suffix}"
-    return "just now" if not prefix else "in a moment"
-
-
-@bp.app_template_filter("exact")
-def exact(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""

@@ -11,8 +11,9 @@ the next run.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -172,31 +173,15 @@ def migrate_tenants(
         head=head, total=len(all_slugs), up_to_date=len(all_slugs) - len(behind)
     )
 
-    def migrate_one(slug: str) -> str | None:
-        schema = tenant_schema(slug)
-        error = None
-        try:
-            with db.engine.begin() as conn:
-                conn.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
-                run_tenant_migrations(conn, schema, script=script)
-        except Exception as exc:  # one schema's failure must not stop the others
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
-            log.warning("tenant migration failed", extra={"tenant": slug, "error": error})
-        _record_outcome(slug, head if error is None else revisions[schema], error)
-        return error
-
     def run(batch: list[str]) -> None:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(migrate_one, slug): slug for slug in batch}
-            for future in as_completed(futures):
-                slug = futures[future]
-                error = future.result()
-                if error:
-                    report.failed[slug] = error
-                else:
-                    report.migrated.append(slug)
-                if on_progress:
-                    on_progress(slug, error, len(behind))
+        for slug, error in _run_batch(batch, jobs=jobs, script=script, lock_timeout=lock_timeout):
+            _record_outcome(slug, head if error is None else revisions[tenant_schema(slug)], error)
+            if error:
+                report.failed[slug] = error
+            else:
+                report.migrated.append(slug)
+            if on_progress:
+                on_progress(slug, error, len(behind))
 
     first, rest = (behind[:canary], behind[canary:]) if canary else ([], behind)
     if first:
@@ -206,6 +191,40 @@ def migrate_tenants(
             return report
     run(rest)
     return report
+
+
+# Alembic's `op` and `context` are process-wide proxies, so parallel migrations need processes,
+# not threads. Workers are forked: they inherit the configured engine (whose pool the fork hook
+# in portal.db discards) and the ScriptDirectory stored here.
+_worker_script: ScriptDirectory | None = None
+
+
+def _migrate_schema(slug: str, lock_timeout: str) -> tuple[str, str | None]:
+    schema = tenant_schema(slug)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
+            run_tenant_migrations(conn, schema, script=_worker_script)
+    except Exception as exc:  # one schema's failure must not stop the others
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+        log.warning("tenant migration failed", extra={"tenant": slug, "error": error})
+        return slug, error
+    return slug, None
+
+
+def _run_batch(batch: list[str], *, jobs: int, script: ScriptDirectory, lock_timeout: str):
+    """Yield (slug, error) as each schema finishes; in forked worker processes when jobs > 1."""
+    global _worker_script
+    _worker_script = script
+    if jobs <= 1 or len(batch) <= 1:
+        for slug in batch:
+            yield _migrate_schema(slug, lock_timeout)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(batch)), mp_context=context) as pool:
+        futures = [pool.submit(_migrate_schema, slug, lock_timeout) for slug in batch]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def _record_outcome(slug: str, revision: str | None, error: str | None) -> None:

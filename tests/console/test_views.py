@@ -1,0 +1,284 @@
+"""Console pages: permissions, 404s, CSRF, sessions, forms and headers (S)."""
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from portal.compliance.models import PlatformAuditEntry
+from portal.db import db
+from portal.tenancy.models import Tenant
+from tests.conftest import PASSWORD, purge, unique_slug
+
+HOST = {"Host": "localhost"}
+HTMX = {"Host": "localhost", "HX-Request": "true"}
+
+
+def entries(action):
+    with db.platform_scope() as session:
+        return session.scalars(
+            select(PlatformAuditEntry)
+            .where(PlatformAuditEntry.action == action)
+            .order_by(PlatformAuditEntry.seq.desc())
+        ).all()
+
+
+@pytest.mark.parametrize("path", ["/", "/tenants", "/tenants/new", "/audit"])
+def test_signed_out_pages_redirect_to_sign_in(client, path):
+    response = client.get(path, headers=HOST)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/sign-in?next=")
+
+
+def test_signed_out_htmx_request_gets_hx_redirect(client):
+    response = client.get("/tenants?q=x", headers=HTMX)
+    assert response.status_code == 204 and response.headers["HX-Redirect"].startswith("/sign-in")
+
+
+def test_support_staff_may_look_but_not_change(client, sign_in_as, tenant):
+    sign_in_as("support")
+    assert client.get(f"/tenants/{tenant.slug}", headers=HOST).status_code == 200
+    assert client.get("/tenants/new", headers=HOST).status_code == 403
+    assert (
+        client.post(
+            f"/tenants/{tenant.slug}/suspend", data={"reason": "x"}, headers=HOST
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            f"/tenants/{tenant.slug}/limits", data={"max_users": "1"}, headers=HOST
+        ).status_code
+        == 403
+    )
+    with db.platform_scope() as session:
+        assert session.get(Tenant, tenant.id).status == "active"
+
+
+def test_unknown_tenant_is_404(client, sign_in_as):
+    sign_in_as()
+    assert client.get("/tenants/no-such-tenant", headers=HOST).status_code == 404
+    assert (
+        client.post(
+            "/tenants/no-such-tenant/suspend", data={"reason": "x"}, headers=HOST
+        ).status_code
+        == 404
+    )
+
+
+def test_form_post_without_csrf_token_is_refused(app, client, sign_in_as, tenant):
+    sign_in_as()
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        response = client.post(
+            f"/tenants/{tenant.slug}/suspend", data={"reason": "x"}, headers=HOST
+        )
+        assert response.status_code == 400
+        assert b"security token" in response.data
+        response = client.post(
+            f"/tenants/{tenant.slug}/suspend",
+            data={"reason": "x"},
+            headers={**HTMX, "X-CSRFToken": "forged"},
+        )
+        assert response.status_code == 400
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+    with db.platform_scope() as session:
+        assert session.get(Tenant, tenant.id).status == "active"
+
+
+def test_sign_in_with_csrf_enabled_works_with_the_pages_token(app, client, make_staff):
+    member = make_staff()
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        page = client.get("/sign-in", headers=HOST)
+        token = (
+            re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page.data)
+            .group(1)
+            .decode()
+        )
+        response = client.post(
+            "/sign-in",
+            data={"email": member.email, "password": PASSWORD, "csrf_token": token},
+            headers=HOST,
+        )
+        assert response.status_code == 303
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+
+
+def test_wrong_password_and_unknown_email_look_the_same(client, make_staff):
+    member = make_staff()
+    wrong = client.post(
+        "/sign-in", data={"email": member.email, "password": "not the password"}, headers=HOST
+    )
+    unknown = client.post(
+        "/sign-in",
+        data={"email": "nobody@msp.example", "password": "not the password"},
+        headers=HOST,
+    )
+    assert wrong.status_code == unknown.status_code == 422
+    strip = lambda body: re.sub(
+        rb'value="[^"]*"|request [0-9a-f]{32}|<code>[0-9a-f]{32}</code>|"X-CSRFToken": "[^"]*"',
+        b"",
+        body,
+    )  # noqa: E731
+    assert strip(wrong.data).replace(member.email.encode(), b"") == strip(unknown.data).replace(
+        b"nobody@msp.example", b""
+    )
+    assert entries("console:staff:sign_in_failed")[0].personal == {"email": "nobody@msp.example"}
+
+
+def test_sign_in_rotates_the_session_and_sign_out_kills_it_server_side(app, client, make_staff):
+    member = make_staff()
+    client.get("/sign-in", headers=HOST)
+    before = client.get_cookie("session", domain="localhost")
+    client.post("/sign-in", data={"email": member.email, "password": PASSWORD}, headers=HOST)
+    after = client.get_cookie("session", domain="localhost")
+    assert after is not None and (before is None or before.value != after.value)
+    assert client.get("/tenants", headers=HOST).status_code == 200
+    client.post("/sign-out", headers=HOST)
+    replay = app.test_client()
+    response = replay.get("/tenants", headers={**HOST, "Cookie": f"session={after.value}"})
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+
+
+def test_create_tenant_with_bad_input_shows_inline_errors_and_creates_nothing(client, sign_in_as):
+    sign_in_as()
+    response = client.post("/tenants/new", data={"slug": "Bad Slug!", "name": ""}, headers=HTMX)
+    assert response.status_code == 422
+    body = response.data.decode()
+    assert 'aria-invalid="true"' in body and "Give the organisation a name." in body
+    assert "<html" not in body  # only the form block
+    response = client.post("/tenants/new", data={"slug": "www", "name": "Reserved"}, headers=HTMX)
+    assert response.status_code == 422 and "reserved" in response.data.decode()
+
+
+def test_create_tenant_through_the_console(client, sign_in_as):
+    member = sign_in_as()
+    slug = unique_slug("ui")
+    try:
+        response = client.post(
+            "/tenants/new",
+            data={
+                "slug": slug,
+                "name": "UI Org",
+                "domains": f"{slug}.example.org",
+                "max_users": "12",
+            },
+            headers=HTMX,
+        )
+        assert response.status_code == 204 and response.headers["HX-Location"] == f"/tenants/{slug}"
+        page = client.get(f"/tenants/{slug}", headers=HOST)
+        assert b"UI Org" in page.data and b"Tenant UI Org created" in page.data
+        entry = entries("tenancy:tenant:create")[0]
+        assert entry.actor_id == str(member.id) and entry.detail["slug"] == slug
+        assert entry.request_id and entry.client_addr
+    finally:
+        purge(slug)
+
+
+def test_live_search_returns_only_the_results_fragment(client, sign_in_as, make_tenant):
+    sign_in_as()
+    wanted = make_tenant(name="Findable Widgets")
+    make_tenant(name="Other Company")
+    response = client.get("/tenants?q=findable", headers=HTMX)
+    body = response.data.decode()
+    assert response.status_code == 200 and body.lstrip().startswith('<div id="results">')
+    assert wanted.slug in body and "Other Company" not in body
+    assert "HX-Request" in response.headers["Vary"]
+    full = client.get("/tenants?q=findable", headers=HOST).data.decode()
+    assert "<html" in full and wanted.slug in full
+
+
+def test_suspend_resume_delete_restore_through_the_console(client, sign_in_as, tenant):
+    sign_in_as()
+    url = f"/tenants/{tenant.slug}"
+    assert client.post(f"{url}/suspend", data={"reason": ""}, headers=HTMX).status_code == 422
+    assert (
+        client.post(f"{url}/suspend", data={"reason": "card declined"}, headers=HOST).status_code
+        == 303
+    )
+    assert entries("tenancy:tenant:suspend")[0].detail["reason"] == "card declined"
+    assert client.post(f"{url}/resume", headers=HOST).status_code == 303
+    wrong = client.post(f"{url}/delete", data={"confirm_slug": "nope"}, headers=HTMX)
+    assert wrong.status_code == 422 and f"Type “{tenant.slug}”" in wrong.data.decode()
+    assert (
+        client.post(f"{url}/delete", data={"confirm_slug": tenant.slug}, headers=HOST).status_code
+        == 303
+    )
+    with db.platform_scope() as session:
+        assert session.get(Tenant, tenant.id).status == "deleted"
+    assert client.post(f"{url}/restore", headers=HOST).status_code == 303
+    with db.platform_scope() as session:
+        assert session.get(Tenant, tenant.id).status == "active"
+
+
+def test_domains_and_limits_update_in_place(client, sign_in_as, make_tenant):
+    sign_in_as()
+    t = make_tenant()
+    other = make_tenant(domains=["taken.example.net"])
+    url = f"/tenants/{t.slug}"
+    added = client.post(f"{url}/domains", data={"domain": "Fresh.Example.NET"}, headers=HTMX)
+    assert added.status_code == 200 and "fresh.example.net" in added.data.decode()
+    assert "Domain fresh.example.net added" in added.headers["HX-Trigger"]
+    taken = client.post(f"{url}/domains", data={"domain": "taken.example.net"}, headers=HTMX)
+    assert taken.status_code == 422 and "already used" in taken.data.decode()
+    assert other.slug != t.slug
+    bad = client.post(f"{url}/limits", data={"max_users": "-3"}, headers=HTMX)
+    assert bad.status_code == 422
+    good = client.post(
+        f"{url}/limits",
+        data={"max_users": "40", "max_storage_bytes": "", "api_requests_per_minute": "600"},
+        headers=HTMX,
+    )
+    assert good.status_code == 200
+    with db.platform_scope() as session:
+        row = session.get(Tenant, t.id)
+        assert (row.max_users, row.max_storage_bytes, row.api_requests_per_minute) == (
+            40,
+            None,
+            600,
+        )
+
+
+def test_audit_page_filters_and_verifies(client, sign_in_as, tenant):
+    sign_in_as()
+    page = client.get("/audit?action=tenancy:tenant:create", headers=HOST)
+    assert page.status_code == 200 and str(tenant.id).encode() in page.data
+    assert client.get("/audit?from=not-a-date&before=abc", headers=HOST).status_code == 200
+    verified = client.post("/audit/verify", headers=HTMX)
+    assert verified.status_code == 200 and b"ok: " in verified.data
+
+
+def test_every_response_carries_security_headers(client):
+    response = client.get("/sign-in", headers=HOST)
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"]
+    assert "Strict-Transport-Security" not in response.headers
+    secure = client.get("/sign-in", headers=HOST, base_url="https://localhost")
+    assert "max-age" in secure.headers["Strict-Transport-Security"]
+    cookie = client.get_cookie("session", domain="localhost")
+    assert cookie is None or cookie.http_only
+
+
+def test_templates_have_no_inline_scripts_or_styles(client):
+    body = client.get("/sign-in", headers=HOST).data.decode()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", body)
+    assert " style=" not in body
+
+
+def test_metrics_expose_latency_and_tenants_by_status(client, tenant):
+    client.get("/sign-in", headers=HOST)
+    body = client.get("/metrics", headers=HOST).data.decode()
+    assert 'portal_request_duration_seconds_bucket{endpoint="console.sign_in"' in body
+    assert 'portal_tenants{status="active"}' in body
+
+
+def test_request_id_is_echoed_and_invented_when_missing(client):
+    mine = client.get("/healthz", headers={"X-Request-ID": "abc-1234-xyz"})
+    assert mine.headers["X-Request-ID"] == "abc-1234-xyz"
+    invented = client.get("/healthz", headers={"X-Request-ID": "<script>"})
+    assert re.fullmatch(r"[0-9a-f]{32}", invented.headers["X-Request-ID"])
