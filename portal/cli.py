@@ -111,6 +111,7 @@ def dev(port, host, no_worker):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
     try:
         upgrade_platform()
         migrate_tenants(jobs=2)

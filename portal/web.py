@@ -172,7 +172,19 @@ def exact(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+def detail(value) -> str:
+    """An audit detail value as a person reads it."""
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {detail(v)}" for k, v in value.items())
+    return str(value)
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(detail)
     app.add_template_filter(ago)
     app.add_template_filter(exact)
     app.before_request(_begin_request)

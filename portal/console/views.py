@@ -27,7 +27,7 @@ from portal.permissions import Permission, requires
 from portal.tenancy import services
 from portal.tenancy.migrations import head_revision
 from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
-from portal.web import render_page, request_session, see_other, wants_fragment
+from portal.web import actor_for, render_page, request_session, see_other, wants_fragment
 
 bp = Blueprint("console", __name__)
 PAGE_SIZE = 25
@@ -65,7 +65,10 @@ def sign_in():
 
             cookie.clear()  # nothing from before sign-in survives it
             token, row = staff_services.start_staff_session(
-                session, member, actor=current_actor(), user_agent=request.user_agent.string
+                session,
+                member,
+                actor=actor_for("staff", member.id, member.email),
+                user_agent=request.user_agent.string,
             )
             from portal.console.auth import SignedInStaff
 

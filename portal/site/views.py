@@ -11,7 +11,7 @@ from portal.accounts.models import User, UserStatus
 from portal.console.forms import SignInForm
 from portal.errors import render_error
 from portal.site.auth import SignedInUser, current_actor
-from portal.web import current_tenant, render_page, request_session, see_other
+from portal.web import actor_for, current_tenant, render_page, request_session, see_other
 
 bp = Blueprint("site", __name__)
 
@@ -57,7 +57,10 @@ def sign_in():
         else:
             session.clear()
             token, row = services.start_user_session(
-                db, user, actor=current_actor(), user_agent=request.user_agent.string
+                db,
+                user,
+                actor=actor_for("user", user.id, user.email),
+                user_agent=request.user_agent.string,
             )
             login_user(SignedInUser(token, row))
             return see_other(url_for("site.home"))
