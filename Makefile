@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format static clean
+.PHONY: run test lint format static clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ static:
 
 clean:
 	rm -rf $(VENV) tests/artifacts
+
+# Refresh the README's screenshots (docs/screenshots) from the end-to-end tests.
+screenshots: $(STAMP)
+	PORTAL_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/e2e

@@ -43,7 +43,7 @@ class LimitsForm(FlaskForm):
         "Storage (bytes)", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
     )
     api_requests_per_minute = IntegerField(
-        "API requests per minute", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
+        "API requests/min", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
     )
 
 

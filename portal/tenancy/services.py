@@ -232,7 +232,7 @@ def update_limits(session: Session, tenant: Tenant, *, actor: Actor, **limits: i
         AuditAction.TENANT_UPDATE,
         actor=actor,
         target=("tenant", tenant.id),
-        detail={"before": {f: before[f] for f in changed}, "after": changed},
+        detail={"slug": tenant.slug, "before": {f: before[f] for f in changed}, "after": changed},
     )
     return True
 
@@ -248,7 +248,7 @@ def rename_tenant(session: Session, tenant: Tenant, *, name: str, actor: Actor) 
         AuditAction.TENANT_UPDATE,
         actor=actor,
         target=("tenant", tenant.id),
-        detail={"before": {"name": before}, "after": {"name": name}},
+        detail={"slug": tenant.slug, "before": {"name": before}, "after": {"name": name}},
     )
     on_commit(session, routing.invalidate)
     return True
@@ -380,7 +380,7 @@ def add_domain(
         AuditAction.DOMAIN_ADD,
         actor=actor,
         target=("tenant", tenant.id),
-        detail={"domain": domain},
+        detail={"slug": tenant.slug, "domain": domain},
     )
     on_commit(session, routing.invalidate)
     return row
@@ -397,7 +397,7 @@ def remove_domain(session: Session, tenant: Tenant, domain: str, *, actor: Actor
         AuditAction.DOMAIN_REMOVE,
         actor=actor,
         target=("tenant", tenant.id),
-        detail={"domain": domain},
+        detail={"slug": tenant.slug, "domain": domain},
     )
     on_commit(session, routing.invalidate)
     return True

@@ -106,7 +106,11 @@ def test_update_limits_records_before_and_after_and_skips_no_op(tenant):
         assert services.update_limits(session, t, actor=ACTOR, max_users=5, max_storage_bytes=None)
     entry = last_entry(tenant.id)
     assert entry.action == "tenancy:tenant:update"
-    assert entry.detail == {"before": {"max_users": None}, "after": {"max_users": 5}}
+    assert entry.detail == {
+        "slug": tenant.slug,
+        "before": {"max_users": None},
+        "after": {"max_users": 5},
+    }
     with db.platform_scope() as session:
         t = session.get(Tenant, tenant.id)
         assert not services.update_limits(session, t, actor=ACTOR, max_users=5)
@@ -191,7 +195,7 @@ def test_add_and_remove_domain_are_audited(tenant):
         t = session.get(Tenant, tenant.id)
         services.add_domain(session, t, "Portal.Example.ORG", actor=ACTOR, base_domain="localhost")
         assert [d.domain for d in t.domains] == ["portal.example.org"]
-    assert last_entry(tenant.id).detail == {"domain": "portal.example.org"}
+    assert last_entry(tenant.id).detail == {"slug": tenant.slug, "domain": "portal.example.org"}
     with db.platform_scope() as session:
         t = session.get(Tenant, tenant.id)
         assert services.remove_domain(session, t, "portal.example.org", actor=ACTOR)
