@@ -247,7 +247,7 @@ def test_domains_and_limits_update_in_place(client, sign_in_as, make_tenant):
 def test_audit_page_filters_and_verifies(client, sign_in_as, tenant):
     sign_in_as()
     page = client.get("/audit?action=tenancy:tenant:create", headers=HOST)
-    assert page.status_code == 200 and str(tenant.id).encode() in page.data
+    assert page.status_code == 200 and tenant.slug.encode() in page.data
     assert client.get("/audit?from=not-a-date&before=abc", headers=HOST).status_code == 200
     verified = client.post("/audit/verify", headers=HTMX)
     assert verified.status_code == 200 and b"ok: " in verified.data
