@@ -50,6 +50,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the portal. `config` overrides settings fields (tests pass database_url etc.)."""
     from portal import observability
     from portal.cli import configure_services
+    from portal.console import jobs_views, staff_views  # noqa: F401  (routes on console bp)
     from portal.console.views import bp as console_bp
     from portal.ops import bp as ops_bp
     from portal.site.views import bp as site_bp

@@ -88,6 +88,25 @@ class TenantStatusCollector:
         yield family
 
 
+class QueueCollector:
+    """Jobs per queue and state (waiting, running, failed), read from Redis at scrape time."""
+
+    def collect(self):
+        from portal.jobs import queue_states
+
+        family = GaugeMetricFamily(
+            "portal_queue_jobs", "Jobs by queue and state", labels=["queue", "state"]
+        )
+        try:
+            for q in queue_states():
+                family.add_metric([q.name, "waiting"], q.queued)
+                family.add_metric([q.name, "running"], q.running)
+                family.add_metric([q.name, "failed"], q.failed)
+        except Exception:
+            logging.getLogger(__name__).warning("queue metrics unavailable", exc_info=True)
+        yield family
+
+
 def init_metrics(app: Flask) -> None:
     @app.after_request
     def _observe(response):
@@ -102,4 +121,5 @@ def register_collectors() -> None:
     global _collector_registered
     if not _collector_registered:
         REGISTRY.register(TenantStatusCollector())
+        REGISTRY.register(QueueCollector())
         _collector_registered = True

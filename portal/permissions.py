@@ -23,12 +23,16 @@ class Permission(StrEnum):
     AUDIT_VERIFY = "compliance:audit:verify"
     STAFF_VIEW = "console:staff:view"
     STAFF_MANAGE = "console:staff:manage"
+    JOBS_VIEW = "ops:job:view"
+    JOBS_MANAGE = "ops:job:manage"
     USERS_VIEW = "accounts:user:view"
 
 
 STAFF_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "platform_admin": frozenset(Permission) - {Permission.USERS_VIEW},
-    "support": frozenset({Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.STAFF_VIEW}),
+    "support": frozenset(
+        {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.STAFF_VIEW, Permission.JOBS_VIEW}
+    ),
     "compliance": frozenset(
         {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.AUDIT_VERIFY}
     ),

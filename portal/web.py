@@ -154,6 +154,8 @@ def _close_request(exc: BaseException | None) -> None:
 def ago(value: datetime | None) -> str:
     if value is None:
         return "never"
+    if value.tzinfo is None:  # RQ hands out naive UTC times
+        value = value.replace(tzinfo=UTC)
     seconds = int((datetime.now(UTC) - value).total_seconds())
     if seconds < 0:
         seconds = -seconds
@@ -169,7 +171,11 @@ def ago(value: datetime | None) -> str:
 
 
 def exact(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def detail(value) -> str:

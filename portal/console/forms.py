@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, IntegerField, PasswordField, StringField, TextAreaField
+from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 OPTIONAL_LIMIT = [Optional(), NumberRange(min=0, message="Enter 0 or more, or leave empty.")]
@@ -74,3 +75,27 @@ class DeleteForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button-only form: nothing but the CSRF token."""
+
+
+STAFF_ROLES = [
+    SelectChoice("platform_admin", "Platform admin — everything"),
+    SelectChoice("support", "Support — read tenants, audit and jobs"),
+    SelectChoice("compliance", "Compliance — read tenants, audit; verify the trail"),
+]
+
+
+class StaffCreateForm(FlaskForm):
+    email = EmailField(
+        "Email", validators=[DataRequired(message="Enter an email address."), Length(max=320)]
+    )
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    role = SelectField("Role", choices=STAFF_ROLES)
+    password = PasswordField(
+        "Initial password",
+        validators=[DataRequired(message="Set an initial password."), Length(max=1024)],
+        description="At least 12 characters. Share it with them privately.",
+    )
+
+
+class StaffRoleForm(FlaskForm):
+    role = SelectField("Role", choices=STAFF_ROLES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from portal import sessions
@@ -126,3 +126,64 @@ def load_staff_session(session: Session, token: str) -> StaffSession | None:
         absolute_seconds=STAFF_ABSOLUTE_SECONDS,
     )
     return row if row is not None and row.staff.active else None
+
+
+def change_staff_role(session: Session, member: StaffUser, role: str, *, actor: Actor) -> bool:
+    if role not in set(StaffRole):
+        raise AccountError(f"Unknown staff role {role!r}.", "role")
+    if member.role == role:
+        return False
+    if member.role == StaffRole.PLATFORM_ADMIN:
+        _keep_one_admin(session, member)
+    before, member.role = member.role, role
+    session.flush()
+    record(
+        session,
+        AuditAction.STAFF_UPDATE,
+        actor=actor,
+        target=("staff", member.id),
+        detail={"before": {"role": before}, "after": {"role": role}},
+    )
+    return True
+
+
+def deactivate_staff(session: Session, member: StaffUser, *, actor: Actor) -> bool:
+    """Block sign-in and end every session of the staff member at once."""
+    if not member.active:
+        return False
+    if actor.type == "staff" and actor.id == str(member.id):
+        raise AccountError("You cannot deactivate your own account.")
+    if member.role == StaffRole.PLATFORM_ADMIN:
+        _keep_one_admin(session, member)
+    member.active = False
+    ended = session.execute(delete(StaffSession).where(StaffSession.staff_id == member.id)).rowcount
+    session.flush()
+    record(
+        session,
+        AuditAction.STAFF_DEACTIVATE,
+        actor=actor,
+        target=("staff", member.id),
+        detail={"sessions_ended": ended},
+    )
+    return True
+
+
+def reactivate_staff(session: Session, member: StaffUser, *, actor: Actor) -> bool:
+    if member.active:
+        return False
+    member.active = True
+    session.flush()
+    record(session, AuditAction.STAFF_REACTIVATE, actor=actor, target=("staff", member.id))
+    return True
+
+
+def _keep_one_admin(session: Session, member: StaffUser) -> None:
+    """Refuse to remove the last active platform admin (rows locked: two admins demoting each
+    other at once cannot both succeed)."""
+    admins = session.scalars(
+        select(StaffUser.id)
+        .where(StaffUser.role == StaffRole.PLATFORM_ADMIN, StaffUser.active)
+        .with_for_update()
+    ).all()
+    if not [staff_id for staff_id in admins if staff_id != member.id]:
+        raise AccountError("This is the last active platform admin; promote someone else first.")
