@@ -23,6 +23,7 @@ from portal.console.forms import (
     SuspendForm,
     TenantCreateForm,
 )
+from portal.pagination import keyset_page
 from portal.permissions import Permission, requires
 from portal.tenancy import services
 from portal.tenancy.migrations import head_revision
@@ -139,39 +140,52 @@ def tenant_query(q: str, status: str):
     return query
 
 
+TENANT_SORTS = {
+    "slug": [Tenant.slug],
+    "name": [Tenant.name, Tenant.slug],
+    "created": [Tenant.created_at, Tenant.slug],
+    "status": [Tenant.status, Tenant.slug],
+}
+
+
 @bp.get("/tenants")
 @requires(Permission.TENANT_VIEW)
 def tenants():
     session = request_session()
     q = request.args.get("q", "").strip()[:100]
     status = request.args.get("status", "")
-    after = request.args.get("after", "")
-    before = request.args.get("before", "")
+    sort = request.args.get("sort", "slug")
+    descending = sort.startswith("-")
+    if sort.lstrip("-") not in TENANT_SORTS:
+        sort, descending = "slug", False
     base = tenant_query(q, status)
     total = session.scalar(select(func.count()).select_from(base.subquery()))
-    if before:
-        rows = session.scalars(
-            base.where(Tenant.slug < before).order_by(Tenant.slug.desc()).limit(PAGE_SIZE + 1)
-        ).all()
-        has_more_before = len(rows) > PAGE_SIZE
-        rows = list(reversed(rows[:PAGE_SIZE]))
-        has_more_after = True
-    else:
-        query = base.where(Tenant.slug > after) if after else base
-        rows = session.scalars(query.order_by(Tenant.slug).limit(PAGE_SIZE + 1)).all()
-        has_more_after = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        has_more_before = bool(after)
+    page = keyset_page(
+        session,
+        base,
+        TENANT_SORTS[sort.lstrip("-")],
+        descending=descending,
+        after=request.args.get("after"),
+        before=request.args.get("before"),
+        size=PAGE_SIZE,
+    )
+    filters = {"q": q or None, "status": status or None, "sort": sort if sort != "slug" else None}
     return render_page(
         "console/tenants.html",
         "results",
-        rows=rows,
+        rows=page.rows,
         total=total,
         q=q,
         status_filter=status,
+        sort=sort,
+        filters=filters,
         statuses=list(TenantStatus),
-        next_after=rows[-1].slug if rows and has_more_after else None,
-        prev_before=rows[0].slug if rows and has_more_before else None,
+        next_url=url_for("console.tenants", **filters, after=page.next_cursor)
+        if page.next_cursor
+        else None,
+        prev_url=url_for("console.tenants", **filters, before=page.prev_cursor)
+        if page.prev_cursor
+        else None,
         head=head_revision(),
     )
 
