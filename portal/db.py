@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session
 
 if TYPE_CHECKING:
@@ -163,6 +163,25 @@ def _run_on_commit(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_on_commit(session: Session, previous_transaction) -> None:
     session.info.pop("on_commit", None)
+
+
+def query_each_schema(connection, schemas: list[str], template: str, chunk: int = 500):
+    """Run `template` (SQL with a {schema} placeholder, selecting one value) in each schema,
+    as a few UNION ALL statements; yields (schema, value). Schema names must be tenant schema
+    names (validated identifiers), never user input."""
+    for name in schemas:
+        if not _IDENT.match(name):
+            raise ValueError(f"not a schema name: {name!r}")
+    for start in range(0, len(schemas), chunk):
+        part = schemas[start : start + chunk]
+        sql = " UNION ALL ".join(
+            "SELECT '{0}' AS schema, ({1}) AS value".format(
+                name, template.format(schema=f'"{name}"')
+            )
+            for name in part
+        )
+        for schema, value in connection.execute(text(sql)):
+            yield schema, value
 
 
 def load_models() -> None:

@@ -25,7 +25,7 @@ from portal.console.forms import (
 )
 from portal.pagination import keyset_page
 from portal.permissions import Permission, requires
-from portal.tenancy import services
+from portal.tenancy import services, usage
 from portal.tenancy.migrations import head_revision
 from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
 from portal.web import actor_for, render_page, request_session, see_other, wants_fragment
@@ -121,6 +121,7 @@ def overview():
         head=head,
         recent=recent,
         entries=entries,
+        near_quota=usage.tenants_near_quota(session),
     )
 
 
@@ -264,6 +265,7 @@ def render_tenant(tenant: Tenant, block: str | None = None, *, status: int = 200
         delete_form=forms.pop("delete_form", None) or DeleteForm(formdata=None),
         action_form=ActionForm(formdata=None),
         entries=tenant_entries(tenant),
+        users=usage.user_counts(request_session(), [tenant.slug]).get(tenant.slug),
         lifecycle_error=forms.pop("lifecycle_error", None),
     )
     return render_page("console/tenant.html", block, status=status, **context)

@@ -32,13 +32,13 @@ from portal.db import (
     TenantBase,
     db,
     load_models,
+    query_each_schema,
     tenant_schema,
 )
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
-UNION_CHUNK = 500
 
 
 def alembic_config(tree: str) -> Config:
@@ -124,13 +124,9 @@ def schema_revisions(connection: Connection, schemas: list[str]) -> dict[str, st
         .scalars()
         .all()
     )
-    for start in range(0, len(with_table), UNION_CHUNK):
-        chunk = with_table[start : start + UNION_CHUNK]
-        query = " UNION ALL ".join(
-            f"SELECT '{s}' AS schema, version_num FROM \"{s}\".alembic_version" for s in chunk
-        )
-        for schema, revision in connection.execute(text(query)):
-            found[schema] = revision
+    query = "SELECT version_num FROM {schema}.alembic_version"
+    for schema, revision in query_each_schema(connection, list(with_table), query):
+        found[schema] = revision
     return found
 
 
