@@ -174,14 +174,12 @@ def query_each_schema(connection, schemas: list[str], template: str, chunk: int 
             raise ValueError(f"not a schema name: {name!r}")
     for start in range(0, len(schemas), chunk):
         part = schemas[start : start + chunk]
-        sql = " UNION ALL ".join(
-            "SELECT '{0}' AS schema, ({1}) AS value".format(
-                name, template.format(schema=f'"{name}"')
-            )
-            for name in part
-        )
-        for schema, value in connection.execute(text(sql)):
-            yield schema, value
+        selects = []
+        for name in part:
+            per_schema = template.format(schema=f'"{name}"')
+            selects.append(f"SELECT '{name}' AS schema, ({per_schema}) AS value")
+        for row in connection.execute(text(" UNION ALL ".join(selects))):
+            yield row[0], row[1]
 
 
 def load_models() -> None:
