@@ -130,6 +130,7 @@ def dev(port, host, no_worker):
             f"  Platform console  http://{base}:{port}/",
             *(f"  Tenant {slug:<10} http://{slug}.{base}:{port}/" for slug in seeded["tenants"]),
             f"  Staff sign-in     {seeded['admin']} / {DEMO_PASSWORD}",
+            f"  Tenant sign-in    alex@<slug>.example / {DEMO_PASSWORD}",
             f"  Database          {db.url}",
             f"  Redis             {queues.url}",
             "",

@@ -50,6 +50,7 @@ class AuditAction(StrEnum):
     STAFF_SIGN_IN = "console:staff:sign_in"
     STAFF_SIGN_IN_FAILED = "console:staff:sign_in_failed"
     STAFF_SIGN_OUT = "console:staff:sign_out"
+    AUDIT_EXPORT = "compliance:audit:export"
     JOB_RETRY = "ops:job:retry"
     USER_CREATE = "accounts:user:create"
     USER_SIGN_IN = "auth:user:sign_in"

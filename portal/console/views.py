@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 
-from portal.compliance.audit import verify_chain
+from portal.compliance.audit import AuditAction, record, verify_chain
 from portal.compliance.models import PlatformAuditEntry
 from portal.console import services as staff_services
 from portal.console.auth import current_actor
@@ -23,6 +25,7 @@ from portal.console.forms import (
     SuspendForm,
     TenantCreateForm,
 )
+from portal.db import db
 from portal.pagination import keyset_page
 from portal.permissions import Permission, requires
 from portal.tenancy import services, usage
@@ -413,45 +416,53 @@ def _parse_date(raw: str | None):
         return None
 
 
-@bp.get("/audit")
-@requires(Permission.AUDIT_VIEW)
-def audit():
-    session = request_session()
+def audit_filters() -> tuple[list, dict[str, str]]:
+    """SQL conditions and the normalised filter values from the audit page's query string."""
     model = PlatformAuditEntry
     action = request.args.get("action", "").strip()[:64]
     actor = request.args.get("actor", "").strip()[:320]
     date_from = _parse_date(request.args.get("from"))
     date_to = _parse_date(request.args.get("to"))
-    before = request.args.get("before", type=int)
     conditions = []
     if action:
-        conditions.append(model.action.startswith(action))
+        conditions.append(model.action.startswith(action, autoescape=True))
     if actor:
-        conditions.append(or_(model.actor_label.ilike(f"%{actor}%"), model.actor_id == actor))
+        conditions.append(
+            or_(model.actor_label.icontains(actor, autoescape=True), model.actor_id == actor)
+        )
     if date_from:
         conditions.append(model.occurred_at >= datetime.combine(date_from, time.min, UTC))
     if date_to:
         conditions.append(
             model.occurred_at < datetime.combine(date_to + timedelta(days=1), time.min, UTC)
         )
-    query = select(model).where(and_(*conditions)) if conditions else select(model)
-    if before:
-        query = query.where(model.seq < before)
-    rows = session.scalars(query.order_by(model.seq.desc()).limit(PAGE_SIZE + 1)).all()
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    actions = session.scalars(select(model.action).distinct().order_by(model.action)).all()
     filters = {
         "action": action,
         "actor": actor,
         "from": date_from.isoformat() if date_from else "",
         "to": date_to.isoformat() if date_to else "",
     }
+    return conditions, filters
+
+
+@bp.get("/audit")
+@requires(Permission.AUDIT_VIEW)
+def audit():
+    session = request_session()
+    model = PlatformAuditEntry
+    conditions, filters = audit_filters()
+    query = select(model).where(and_(true(), *conditions))
+    before = request.args.get("before", type=int)
+    if before:
+        query = query.where(model.seq < before)
+    rows = session.scalars(query.order_by(model.seq.desc()).limit(PAGE_SIZE + 1)).all()
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    actions = session.scalars(select(model.action).distinct().order_by(model.action)).all()
+    active = {k: v for k, v in filters.items() if v}
     older_url = None
     if rows and more:
-        older_url = url_for(
-            "console.audit", before=rows[-1].seq, **{k: v for k, v in filters.items() if v}
-        )
+        older_url = url_for("console.audit", before=rows[-1].seq, **active)
     return render_page(
         "console/audit.html",
         "results",
@@ -459,8 +470,74 @@ def audit():
         actions=actions,
         filters=filters,
         older_url=older_url,
+        export_url=url_for("console.audit_export", **active),
         verify_form=ActionForm(formdata=None),
         result=None,
+    )
+
+
+AUDIT_CSV_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "action",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "target_type",
+    "target_id",
+    "request_id",
+    "client_addr",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+
+
+@bp.get("/audit.csv")
+@requires(Permission.AUDIT_VIEW)
+def audit_export():
+    """The filtered trail as CSV, streamed in chunks from its own transaction."""
+    conditions, filters = audit_filters()
+    record(
+        request_session(),
+        AuditAction.AUDIT_EXPORT,
+        actor=current_actor(),
+        detail={k: v for k, v in filters.items() if v},
+    )
+
+    def generate():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(AUDIT_CSV_COLUMNS)
+        query = (
+            select(PlatformAuditEntry)
+            .where(and_(true(), *conditions))
+            .order_by(PlatformAuditEntry.seq)
+            .execution_options(yield_per=1000)
+        )
+        with db.platform_scope() as session:
+            for entry in session.scalars(query):
+                writer.writerow(
+                    [
+                        json.dumps(entry.detail, sort_keys=True)
+                        if c == "detail"
+                        else entry.occurred_at.isoformat()
+                        if c == "occurred_at"
+                        else getattr(entry, c)
+                        for c in AUDIT_CSV_COLUMNS
+                    ]
+                )
+                if buffer.tell() > 64_000:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Response(
+        generate(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="platform-audit-{stamp}.csv"'},
     )
 
 

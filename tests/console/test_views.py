@@ -318,3 +318,24 @@ def test_a_tenant_without_a_users_table_does_not_break_the_overview(
     finally:
         with db.engine.begin() as conn:
             conn.exec_driver_sql(f'ALTER TABLE "{broken.schema}".users_gone RENAME TO users')
+
+
+def test_audit_export_streams_filtered_csv_and_is_itself_audited(client, sign_in_as, tenant):
+    import csv
+    import io
+
+    sign_in_as("compliance")
+    response = client.get("/audit.csv?action=tenancy:tenant:create", headers=HOST)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.data.decode())))
+    assert rows and {r["action"] for r in rows} == {"tenancy:tenant:create"}
+    assert any(r["target_id"] == str(tenant.id) for r in rows)
+    assert all(len(r["hash"]) == 64 for r in rows)
+    assert entries("compliance:audit:export")[0].detail == {"action": "tenancy:tenant:create"}
+
+
+def test_audit_filters_treat_like_wildcards_literally(client, sign_in_as):
+    sign_in_as()
+    body = client.get("/audit?action=%25&actor=%25", headers=HOST).data.decode()
+    assert "No entries match" in body
