@@ -74,8 +74,4 @@ def seed_demo(settings: Settings) -> dict:
                     password=DEMO_PASSWORD if i == 0 else None,
                     status=UserStatus.ACTIVE if i == 0 else UserStatus.INVITED,
                 )
-    return {
-        "admin": DEMO_ADMIN,
-        "tenants": [slug for slug, _, _ in DEMO_TENANTS],
-        "tenant_user": "alex@<slug>.example",
-    }
+    return {"admin": DEMO_ADMIN, "tenants": [slug for slug, _, _ in DEMO_TENANTS]}
