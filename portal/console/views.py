@@ -270,6 +270,7 @@ def render_tenant(tenant: Tenant, block: str | None = None, *, status: int = 200
         entries=tenant_entries(tenant),
         users=usage.user_counts(request_session(), [tenant.slug]).get(tenant.slug),
         lifecycle_error=forms.pop("lifecycle_error", None),
+        tenant_result=None,
     )
     return render_page("console/tenant.html", block, status=status, **context)
 
@@ -287,6 +288,29 @@ def changed(tenant: Tenant, block: str, toast: str):
 @requires(Permission.TENANT_VIEW)
 def tenant(slug):
     return render_tenant(access_tenant(slug))
+
+
+@bp.post("/tenants/<slug>/audit/verify")
+@requires(Permission.AUDIT_VERIFY)
+def tenant_audit_verify(slug):
+    """Verify the tenant's own trail (read-only: hashes only, no personal data is shown)."""
+    tenant = access_tenant(slug)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if tenant.status == TenantStatus.DELETED:
+        abort(404)
+    with db.tenant_scope(tenant.slug) as tenant_session:
+        result = verify_chain(tenant_session)
+    if wants_fragment():
+        return render_page(
+            "console/tenant.html",
+            "tenant_verify",
+            t=tenant,
+            tenant_result=result,
+            action_form=ActionForm(formdata=None),
+        )
+    flash(result.message(f"tenant {slug}"), "success" if result.ok else "danger")
+    return see_other(url_for("console.tenant", slug=slug))
 
 
 @bp.post("/tenants/<slug>/domains")

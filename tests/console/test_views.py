@@ -339,3 +339,24 @@ def test_audit_filters_treat_like_wildcards_literally(client, sign_in_as):
     sign_in_as()
     body = client.get("/audit?action=%25&actor=%25", headers=HOST).data.decode()
     assert "No entries match" in body
+
+
+def test_tenant_trail_can_be_verified_from_the_console(client, sign_in_as, tenant):
+    from portal.accounts.services import create_user
+    from portal.compliance.audit import Actor
+
+    with db.tenant_scope(tenant) as session:
+        create_user(session, email="one@x.example", actor=Actor.system("test"))
+    sign_in_as("compliance")
+    response = client.post(f"/tenants/{tenant.slug}/audit/verify", headers=HTMX)
+    assert response.status_code == 200 and "ok: 1 entries" in response.data.decode()
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql(f"""UPDATE "{tenant.schema}".audit_entries SET action = 'forged'""")
+    broken = client.post(f"/tenants/{tenant.slug}/audit/verify", headers=HTMX).data.decode()
+    assert "broken" in broken and "(seq 1)" in broken
+
+
+def test_support_cannot_verify_a_tenant_trail(client, sign_in_as, tenant):
+    sign_in_as("support")
+    assert client.post(f"/tenants/{tenant.slug}/audit/verify", headers=HTMX).status_code == 403
