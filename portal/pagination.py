@@ -51,8 +51,12 @@ def keyset_page(
     after: str | None = None,
     before: str | None = None,
     size: int = 25,
+    entity: bool = False,
 ) -> Page:
-    """One page of `query` ordered by `columns` (the last one unique), after or before a cursor."""
+    """One page of `query` ordered by `columns` (the last one unique), after or before a cursor.
+
+    Rows are the statement's rows (attribute access by column name), or with `entity` the ORM
+    objects of a `select(Model)`."""
     key = tuple_(*columns)
     values_of = lambda row: tuple(getattr(row, c.key) for c in columns)  # noqa: E731
     back = _decode(before, len(columns))
@@ -64,7 +68,8 @@ def keyset_page(
         cursor = back or forward
         query = query.where(key > tuple_(*cursor) if ascending else key < tuple_(*cursor))
     order = [c.asc() if ascending else c.desc() for c in columns]
-    rows = list(session.scalars(query.order_by(*order).limit(size + 1)))
+    result = session.execute(query.order_by(*order).limit(size + 1))
+    rows = list(result.scalars() if entity else result)
     more = len(rows) > size
     rows = rows[:size]
     if reverse:
