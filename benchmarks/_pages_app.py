@@ -36,9 +36,9 @@ def bare_app():
 
     from flask import Blueprint, Flask, render_template
 
-    from portal.web import ago, detail, exact, status_badge, when
     from portal.permissions import Permission
     from portal.tenancy.models import TenantStatus
+    from portal.web import ago, detail, exact, status_badge, when
 
     app = Flask(
         "bench_bare",
