@@ -41,15 +41,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # op.add_column(..., schema="tenant") is not mapped by schema_translate_map (Alembic quotes
-    # the schema name itself), so name the real schema as 0001_initial does.
-    schema = op.get_context().version_table_schema
-    op.add_column("users", sa.Column("bench_note", sa.Text(), nullable=True), schema=schema)
+    # No schema named: the runner sets search_path to the tenant's schema.
+    op.add_column("users", sa.Column("bench_note", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    schema = op.get_context().version_table_schema
-    op.drop_column("users", "bench_note", schema=schema)
+    op.drop_column("users", "bench_note")
 '''
 
 

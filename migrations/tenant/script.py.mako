@@ -1,5 +1,8 @@
 """${message}
 
+Tenant migration: name no schema in operations (op.add_column("users", ...)); the runner sets
+search_path to each tenant's schema. Raw SQL may use op.get_context().version_table_schema.
+
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}

@@ -91,6 +91,10 @@ def run_tenant_migrations(
 ) -> None:
     """Run the tenant tree on one schema in the caller's transaction, up (or down) to `target`."""
     script = script or script_directory("tenant")
+    # Tables declared against the placeholder schema (op.create_table(..., schema="tenant"))
+    # are mapped by the translate map; operations that name no schema (op.add_column("users",
+    # ...), as autogenerate writes them for this tree) resolve through search_path.
+    connection.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
     connection = connection.execution_options(schema_translate_map={TENANT_PLACEHOLDER: schema})
 
     def steps(rev, context):

@@ -137,3 +137,54 @@ def test_canary_failure_stops_before_the_rest(make_tenant):
     assert list(report.failed) == [canary.slug]
     assert sorted(report.not_attempted) == sorted(t.slug for t in rest)
     assert not report.ok
+
+
+def test_a_schema_less_alter_migration_reaches_every_tenant(make_tenant, tmp_path):
+    from alembic.script import ScriptDirectory
+
+    from portal.tenancy.migrations import MIGRATIONS
+
+    tenants = [make_tenant() for _ in range(3)]
+    head = head_revision()
+    (tmp_path / "0999_note.py").write_text(
+        f'''"""Add a note column."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0999test"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("users", sa.Column("note", sa.Text(), nullable=True))
+    op.create_index("ix_users_note", "users", ["note"])
+
+
+def downgrade():
+    op.drop_index("ix_users_note", table_name="users")
+    op.drop_column("users", "note")
+'''
+    )
+    script = ScriptDirectory(
+        str(MIGRATIONS / "tenant"),
+        version_locations=[str(MIGRATIONS / "tenant" / "versions"), str(tmp_path)],
+    )
+    report = migrate_tenants(jobs=2, slugs=[t.slug for t in tenants], script=script)
+    assert report.ok and sorted(report.migrated) == sorted(t.slug for t in tenants)
+    with db.platform_scope() as session:
+        found = (
+            session.execute(
+                text(
+                    "SELECT table_schema FROM information_schema.columns "
+                    "WHERE table_name = 'users' AND column_name = 'note' AND table_schema = ANY(:s)"
+                ),
+                {"s": [t.schema for t in tenants]},
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(found) == sorted(t.schema for t in tenants)
+    with db.engine.connect() as conn:
+        assert set(schema_revisions(conn, [t.schema for t in tenants]).values()) == {"0999test"}
