@@ -48,6 +48,13 @@ class LimitsForm(FlaskForm):
     )
 
 
+class RenameForm(FlaskForm):
+    name = StringField(
+        "Organisation name",
+        validators=[DataRequired(message="Give the organisation a name."), Length(max=200)],
+    )
+
+
 class DomainForm(FlaskForm):
     domain = StringField(
         "Add a domain", validators=[DataRequired(message="Enter a domain."), Length(max=253)]

@@ -22,6 +22,7 @@ from portal.console.forms import (
     DomainForm,
     LimitsForm,
     RemoveDomainForm,
+    RenameForm,
     SignInForm,
     SuspendForm,
     TenantCreateForm,
@@ -280,6 +281,7 @@ def render_tenant(tenant: Tenant, block: str | None = None, *, status: int = 200
     context = dict(
         t=tenant,
         head=head_revision(),
+        rename_form=forms.pop("rename_form", None) or RenameForm(formdata=None, name=tenant.name),
         domain_form=forms.pop("domain_form", None) or DomainForm(formdata=None),
         remove_form=RemoveDomainForm(formdata=None),
         limits_form=limits,
@@ -330,6 +332,25 @@ def tenant_audit_verify(slug):
         )
     flash(result.message(f"tenant {slug}"), "success" if result.ok else "danger")
     return see_other(url_for("console.tenant", slug=slug))
+
+
+@bp.post("/tenants/<slug>/name")
+@requires(Permission.TENANT_UPDATE)
+def rename(slug):
+    tenant = access_tenant(slug, lock=True)
+    form = RenameForm()
+    if form.validate_on_submit():
+        try:
+            services.rename_tenant(
+                request_session(), tenant, name=form.name.data, actor=current_actor()
+            )
+        except services.TenancyError as exc:
+            form.name.errors = [str(exc)]
+        else:
+            return see_other(
+                url_for("console.tenant", slug=slug), toast=f"Renamed to {tenant.name}"
+            )
+    return render_tenant(tenant, "naming", status=422, rename_form=form)
 
 
 @bp.post("/tenants/<slug>/domains")

@@ -140,7 +140,9 @@ def provision_schema(session: Session, slug: str) -> str:
     connection.exec_driver_sql(";\n".join(bootstrap_ddl(schema)))
     mapped = connection.execution_options(schema_translate_map={TENANT_PLACEHOLDER: schema})
     TenantBase.metadata.create_all(mapped, checkfirst=False)
-    connection.exec_driver_sql(";\n".join(table_guards_ddl(schema) + version_table_ddl(schema, head)))
+    connection.exec_driver_sql(
+        ";\n".join(table_guards_ddl(schema) + version_table_ddl(schema, head))
+    )
     return head
 
 
@@ -199,7 +201,9 @@ def create_tenant(
     }
     _ensure_unique(session, slug, clean_domains)
     head = script_directory("tenant").get_current_head()
-    tenant = Tenant(slug=slug, name=name, status=TenantStatus.ACTIVE, schema_revision=head, **limits)
+    tenant = Tenant(
+        slug=slug, name=name, status=TenantStatus.ACTIVE, schema_revision=head, **limits
+    )
     tenant.domains = [TenantDomain(domain=d) for d in clean_domains]
     try:
         with session.begin_nested():

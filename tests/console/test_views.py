@@ -360,3 +360,17 @@ def test_tenant_trail_can_be_verified_from_the_console(client, sign_in_as, tenan
 def test_support_cannot_verify_a_tenant_trail(client, sign_in_as, tenant):
     sign_in_as("support")
     assert client.post(f"/tenants/{tenant.slug}/audit/verify", headers=HTMX).status_code == 403
+
+
+def test_rename_tenant_from_the_console(client, sign_in_as, tenant):
+    sign_in_as()
+    url = f"/tenants/{tenant.slug}/name"
+    empty = client.post(url, data={"name": "  "}, headers=HTMX)
+    assert empty.status_code == 422 and "Give the organisation a name." in empty.data.decode()
+    assert client.post(url, data={"name": "Renamed Org"}, headers=HOST).status_code == 303
+    with db.platform_scope() as session:
+        assert session.get(Tenant, tenant.id).name == "Renamed Org"
+    entry = entries("tenancy:tenant:update")[0]
+    assert entry.detail["after"] == {"name": "Renamed Org"}
+    site = client.get("/sign-in", headers={"Host": f"{tenant.slug}.localhost"})
+    assert b"Sign in to Renamed Org" in site.data  # the host cache was refreshed
