@@ -42,6 +42,21 @@ def app(urls):
     return application
 
 
+@pytest.fixture(autouse=True)
+def _clear_sign_in_throttle(request):
+    """Every test starts with no sign-in failures counted (all test clients share 127.0.0.1)."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("app")
+    from portal.queue import queues
+
+    keys = list(queues.redis.scan_iter("throttle:*"))
+    if keys:
+        queues.redis.delete(*keys)
+    yield
+
+
 @pytest.fixture
 def client(app):
     app.config["WTF_CSRF_ENABLED"] = False

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from portal import sessions
+from portal.auth.throttle import SignInThrottle
 from portal.accounts.services import EMAIL_RE, AccountError
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.console.models import StaffRole, StaffSession, StaffUser
@@ -59,22 +60,39 @@ def create_staff(
 
 
 def authenticate_staff(
-    session: Session, email: str, password: str, *, actor: Actor
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    actor: Actor,
+    throttle: SignInThrottle | None = None,
 ) -> StaffUser | None:
-    """The staff member for these credentials, or None. Unknown emails cost the same Argon2 time."""
+    """The staff member for these credentials, or None.
+
+    Every path costs one Argon2 verification, so unknown emails, wrong passwords and throttled
+    attempts take the same time; a throttled attempt is refused even with the right password.
+    """
+    email = (email or "").strip()[:320]
+    waiting = throttle.wait_seconds(email, actor.client_addr) if throttle else 0
     member = session.scalars(
-        select(StaffUser).where(func.lower(StaffUser.email) == (email or "").strip().lower())
+        select(StaffUser).where(func.lower(StaffUser.email) == email.lower())
     ).first()
     ok = verify_password(member.password_hash if member else None, password or "")
-    if not ok or member is None or not member.active:
+    if waiting or not ok or member is None or not member.active:
+        reason = "throttled" if waiting else "inactive" if ok and member else "bad_credentials"
+        if throttle and not waiting:
+            throttle.failed(email, actor.client_addr)
         record(
             session,
             AuditAction.STAFF_SIGN_IN_FAILED,
             actor=actor,
             target=("staff", member.id) if member else None,
-            personal={"email": (email or "")[:320]},
+            detail={"reason": reason},
+            personal={"email": email},
         )
         return None
+    if throttle:
+        throttle.succeeded(email)
     return member
 
 

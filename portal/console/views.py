@@ -12,6 +12,7 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
+from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import AuditAction, record, verify_chain
 from portal.compliance.models import PlatformAuditEntry
 from portal.console import services as staff_services
@@ -30,6 +31,7 @@ from portal.console.forms import (
 from portal.db import db
 from portal.pagination import keyset_page
 from portal.permissions import Permission, requires
+from portal.queue import queues
 from portal.tenancy import services, usage
 from portal.tenancy.migrations import head_revision
 from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
@@ -61,7 +63,11 @@ def sign_in():
     if form.validate_on_submit():
         session = request_session()
         member = staff_services.authenticate_staff(
-            session, form.email.data, form.password.data, actor=current_actor()
+            session,
+            form.email.data,
+            form.password.data,
+            actor=current_actor(),
+            throttle=SignInThrottle(queues.redis, "staff"),
         )
         if member is None:
             error = "Email or password is not right."

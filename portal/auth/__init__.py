@@ -1,0 +1,1 @@
+"""Sign-in machinery shared by staff and tenant users: throttling (and, later, MFA)."""
