@@ -8,8 +8,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from portal import sessions
-from portal.auth.throttle import SignInThrottle
 from portal.accounts.services import EMAIL_RE, AccountError
+from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.console.models import StaffRole, StaffSession, StaffUser
 from portal.passwords import hash_password, verify_password
