@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -32,7 +32,6 @@ class Settings:
     log_level: str = "INFO"
     tenant_purge_grace_days: int = 30
     proxy_count: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def production(self) -> bool:

@@ -18,29 +18,22 @@ class Permission(StrEnum):
     TENANT_UPDATE = "tenancy:tenant:update"
     TENANT_SUSPEND = "tenancy:tenant:suspend"
     TENANT_DELETE = "tenancy:tenant:delete"
-    TENANT_MIGRATE = "tenancy:tenant:migrate"
     AUDIT_VIEW = "compliance:audit:view"
     AUDIT_VERIFY = "compliance:audit:verify"
     STAFF_VIEW = "console:staff:view"
     STAFF_MANAGE = "console:staff:manage"
     JOBS_VIEW = "ops:job:view"
     JOBS_MANAGE = "ops:job:manage"
-    USERS_VIEW = "accounts:user:view"
 
 
 STAFF_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
-    "platform_admin": frozenset(Permission) - {Permission.USERS_VIEW},
+    "platform_admin": frozenset(Permission),
     "support": frozenset(
         {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.STAFF_VIEW, Permission.JOBS_VIEW}
     ),
     "compliance": frozenset(
         {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.AUDIT_VERIFY}
     ),
-}
-
-TENANT_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
-    "tenant_admin": frozenset({Permission.USERS_VIEW}),
-    "member": frozenset(),
 }
 
 

@@ -6,7 +6,6 @@ from flask import Flask, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
 from portal.accounts.models import UserSession
-from portal.permissions import Permission
 from portal.web import actor_for, request_session
 
 
@@ -26,9 +25,6 @@ class SignedInUser(UserMixin):
     @property
     def display_name(self) -> str:
         return self.user.name or self.user.email
-
-    def can(self, permission: Permission) -> bool:
-        return False  # tenant roles arrive with the accounts area
 
 
 def current_actor():
