@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, abort, current_app, g, redirect, render_template, request
 from jinja2_fragments.flask import render_block
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from portal.compliance.audit import Actor
@@ -202,18 +202,20 @@ def status_badge(status: str) -> Markup:
     """Status as text plus colour (never colour alone). A function, not a macro: lists call
     it once per row, and a Jinja macro call costs several times more."""
     label = STATUS_LABELS.get(status) or str(status).capitalize()
+    status = escape(status)
     return Markup(
-        '<span class="badge status-badge status-{0}"><span class="status-dot" aria-hidden="true">'
-        "</span> {1}</span>"
-    ).format(status, label)
+        f'<span class="badge status-badge status-{status}"><span class="status-dot" '
+        f'aria-hidden="true"></span> {escape(label)}</span>'
+    )
 
 
 def when(value: datetime | None) -> Markup:
     """A relative time ("3 min ago") with the exact UTC time on hover (app.js localises it)."""
     if value is None:
         return Markup("never")
-    return Markup('<time datetime="{0}" title="{1}">{2}</time>').format(
-        value.isoformat(), exact(value), ago(value)
+    return Markup(
+        f'<time datetime="{escape(value.isoformat())}" title="{escape(exact(value))}">'
+        f"{escape(ago(value))}</time>"
     )
 
 
