@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 if TYPE_CHECKING:
@@ -75,10 +77,11 @@ class Database:
             return
         if self.engine is not None:
             self.engine.dispose()
-        options = dict(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+        options = dict(pool_size=10, max_overflow=20, pool_recycle=1800)
         options.update(engine_options)
         self.url = url
         self.engine = create_engine(sqlalchemy_url(url), **options)
+        _ping_idle_connections(self.engine)
         if not self._fork_hook:
             # A forked RQ work horse must not share pooled connections with its parent.
             os.register_at_fork(after_in_child=self._after_fork)
@@ -138,6 +141,33 @@ class Database:
 
 
 db = Database()
+
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle for a while.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout, about a sixth of a console
+    request here. A connection in steady use is alive; one that idled (through a database
+    restart, or a firewall's idle timeout) is pinged, and replaced if dead.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, proxy) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
