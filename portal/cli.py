@@ -148,7 +148,8 @@ def dev(port, host, no_worker):
             except subprocess.TimeoutExpired:
                 child.kill()
         db.dispose()
-        embedded.stop_redis()
+        queues.close()
+        embedded.stop_redis(force=True)
         embedded.stop_postgres()
         click.echo("stopped.", err=True)
 

