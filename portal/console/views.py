@@ -139,8 +139,8 @@ def overview():
 # ---- tenants ------------------------------------------------------------------------------
 
 
-# The list reads plain rows (no ORM identity map), with each tenant's domains aggregated in
-# the same statement: one query per page instead of two, and far less Python per row.
+# The list is one statement: the filtered tenants as a CTE, the page of them with each one's
+# domains aggregated, and the total count as a column. Plain rows, no ORM identity map.
 TENANT_LIST_COLUMNS = (
     Tenant.id,
     Tenant.slug,
@@ -150,11 +150,13 @@ TENANT_LIST_COLUMNS = (
     Tenant.schema_revision,
     Tenant.migration_error,
     Tenant.created_at,
-    select(func.array_agg(aggregate_order_by(TenantDomain.domain, TenantDomain.domain)))
-    .where(TenantDomain.tenant_id == Tenant.id)
-    .scalar_subquery()
-    .label("domains"),
 )
+TENANT_SORTS = {
+    "slug": ["slug"],
+    "name": ["name", "slug"],
+    "created": ["created_at", "slug"],
+    "status": ["status", "slug"],
+}
 
 
 def tenant_query(q: str, status: str):
@@ -170,14 +172,6 @@ def tenant_query(q: str, status: str):
     return query
 
 
-TENANT_SORTS = {
-    "slug": [Tenant.slug],
-    "name": [Tenant.name, Tenant.slug],
-    "created": [Tenant.created_at, Tenant.slug],
-    "status": [Tenant.status, Tenant.slug],
-}
-
-
 @bp.get("/tenants")
 @requires(Permission.TENANT_VIEW)
 def tenants():
@@ -188,23 +182,33 @@ def tenants():
     descending = sort.startswith("-")
     if sort.lstrip("-") not in TENANT_SORTS:
         sort, descending = "slug", False
-    base = tenant_query(q, status)
-    total = session.scalar(base.with_only_columns(func.count(), maintain_column_froms=True))
+    filtered = tenant_query(q, status).cte("filtered")
+    domains = (
+        select(func.array_agg(aggregate_order_by(TenantDomain.domain, TenantDomain.domain)))
+        .where(TenantDomain.tenant_id == filtered.c.id)
+        .scalar_subquery()
+        .label("domains")
+    )
+    total = select(func.count()).select_from(filtered).scalar_subquery().label("total")
     page = keyset_page(
         session,
-        base,
-        TENANT_SORTS[sort.lstrip("-")],
+        select(filtered, domains, total),
+        [filtered.c[name] for name in TENANT_SORTS[sort.lstrip("-")]],
         descending=descending,
         after=request.args.get("after"),
         before=request.args.get("before"),
         size=PAGE_SIZE,
     )
+    if page.rows:
+        count = page.rows[0].total
+    else:  # a cursor past the end: count separately
+        count = session.scalar(select(func.count()).select_from(filtered))
     filters = {"q": q or None, "status": status or None, "sort": sort if sort != "slug" else None}
     return render_page(
         "console/tenants.html",
         "results",
         rows=page.rows,
-        total=total,
+        total=count,
         q=q,
         status_filter=status,
         sort=sort,
