@@ -128,6 +128,15 @@ def _begin_request() -> None:
     if unknown is not None:
         g.unknown_host = unknown
         abort(404)
+    if _has_nul(request):
+        abort(400)  # PostgreSQL text cannot hold NUL; no form or link of ours sends one
+
+
+def _has_nul(req) -> bool:
+    if "\x00" in req.path:
+        return True
+    values = [*req.args.values(), *(req.form.values() if req.method == "POST" else ())]
+    return any("\x00" in value for value in values)
 
 
 def _finish_request(response: Response) -> Response:

@@ -527,7 +527,7 @@ def audit():
     conditions, filters = audit_filters()
     query = select(model).where(and_(true(), *conditions))
     before = request.args.get("before", type=int)
-    if before:
+    if before and 0 < before < 2**63:
         query = query.where(model.seq < before)
     rows = session.scalars(query.order_by(model.seq.desc()).limit(PAGE_SIZE + 1)).all()
     more = len(rows) > PAGE_SIZE

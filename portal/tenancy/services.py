@@ -27,7 +27,6 @@ RESERVED_SLUGS = frozenset(
     "auth login sso tenant tenants postgres pg_catalog information_schema system root".split()
 )
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-LIMIT_FIELDS = ("max_users", "max_storage_bytes", "api_requests_per_minute")
 
 
 class TenancyError(ValueError):
@@ -79,13 +78,21 @@ def validate_domain(domain: str, base_domain: str) -> str:
     return domain
 
 
+# Largest value each limit's column holds (max_storage_bytes is a bigint, the others integers).
+LIMIT_MAXIMUM = {
+    "max_users": 2**31 - 1,
+    "max_storage_bytes": 2**63 - 1,
+    "api_requests_per_minute": 2**31 - 1,
+}
+
+
 def validate_limit(field: str, value: int | None) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise TenancyError("Enter a whole number of 0 or more, or leave empty for no limit.", field)
-    if value > 2**62:
-        raise TenancyError("That number is too large.", field)
+    if value > LIMIT_MAXIMUM[field]:
+        raise TenancyError(f"At most {LIMIT_MAXIMUM[field]:,}; leave empty for no limit.", field)
     return value
 
 
@@ -226,7 +233,7 @@ def create_tenant(
 
 def update_limits(session: Session, tenant: Tenant, *, actor: Actor, **limits: int | None) -> bool:
     """Change the tenant's limits; returns False when nothing changed."""
-    unknown = set(limits) - set(LIMIT_FIELDS)
+    unknown = set(limits) - set(LIMIT_MAXIMUM)
     if unknown:
         raise TenancyError(f"Unknown limit: {', '.join(sorted(unknown))}")
     new = {field: validate_limit(field, value) for field, value in limits.items()}

@@ -374,3 +374,64 @@ def test_rename_tenant_from_the_console(client, sign_in_as, tenant):
     assert entry.detail["after"] == {"name": "Renamed Org"}
     site = client.get("/sign-in", headers={"Host": f"{tenant.slug}.localhost"})
     assert b"Sign in to Renamed Org" in site.data  # the host cache was refreshed
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_users", "3000000000"),
+        ("api_requests_per_minute", "99999999999"),
+        ("max_storage_bytes", "99999999999999999999999"),
+        ("max_users", "1e3"),
+        ("max_users", "ten"),
+        ("max_users", "-0.5"),
+    ],
+)
+def test_out_of_range_limits_are_form_errors_not_500s(client, sign_in_as, tenant, field, value):
+    sign_in_as()
+    response = client.post(f"/tenants/{tenant.slug}/limits", data={field: value}, headers=HTMX)
+    assert response.status_code == 422
+    assert 'aria-invalid="true"' in response.data.decode()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"slug": "x" * 5000, "name": "Long"},
+        {"slug": "ok-slug", "name": "n" * 5000},
+        {"slug": "ok-slug", "name": "Ok", "domains": "a" * 300 + ".com"},
+        {"slug": "ok-slug", "name": "Ok", "max_users": "9" * 30},
+        {"slug": "ünïcode", "name": "Ok"},
+    ],
+)
+def test_hostile_create_input_is_a_form_error(client, sign_in_as, data):
+    sign_in_as()
+    response = client.post("/tenants/new", data=data, headers=HTMX)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "data", [{"slug": "ok-slug\x00", "name": "Ok"}, {"slug": "ok", "name": "O\x00"}]
+)
+def test_nul_bytes_in_a_form_are_a_bad_request(client, sign_in_as, data):
+    sign_in_as()
+    response = client.post("/tenants/new", data=data, headers=HOST)
+    assert response.status_code == 400 and b"Bad request" in response.data
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/tenants?q=%00",
+        "/tenants?q=" + "a" * 5000,
+        "/tenants?sort=" + "x" * 300,
+        "/audit?actor=%00",
+        "/audit?from=2026-13-45&to=0000-00-00",
+        "/audit?before=99999999999999999999999",
+        "/tenants/%00",
+        "/tenants/" + "a" * 300,
+    ],
+)
+def test_hostile_query_strings_never_produce_a_500(client, sign_in_as, path):
+    sign_in_as()
+    assert client.get(path, headers=HOST).status_code < 500
