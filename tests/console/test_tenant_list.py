@@ -57,7 +57,7 @@ def test_descending_sort_by_creation(client, sign_in_as, make_tenant, small_page
     assert names_on(later, prefix) == [f"{prefix} 0"]
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "e30", _encode(("a", "b", "c")), "%00%ff"])
+@pytest.mark.parametrize("cursor", ["garbage", "e30", _encode(("a", "b", "c")), "%ff%fe"])
 def test_tampered_cursors_and_sorts_fall_back_to_the_first_page(client, sign_in_as, cursor):
     sign_in_as()
     for params in (f"after={cursor}", f"before={cursor}", "sort=password_hash", "sort=--name"):
