@@ -171,8 +171,9 @@ def test_purge_job_drops_schema_and_role_of_tenants_past_their_grace_period(app,
     assert entry.action == "tenancy:tenant:purge"
 
 
-def test_purge_job_runs_on_a_real_rq_worker(app, tenant, urls):
-    from rq import SimpleWorker
+def test_purge_job_runs_on_a_real_forking_rq_worker(app, tenant, urls):
+    """The work horse is a forked child: it must open its own database connections."""
+    from rq import Worker
 
     from jobs.tenancy import purge_deleted_tenants
     from portal.queue import queues
@@ -183,7 +184,7 @@ def test_purge_job_runs_on_a_real_rq_worker(app, tenant, urls):
         t.purge_after = datetime.now(UTC) - timedelta(seconds=1)
     queue = queues.get("default")
     job = queue.enqueue(purge_deleted_tenants)
-    SimpleWorker([queue], connection=queues.redis).work(burst=True)
+    Worker([queue], connection=queues.redis).work(burst=True)
     job.refresh()
     assert job.get_status() == "finished", job.latest_result()
     assert tenant.slug in job.return_value()
