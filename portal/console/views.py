@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
+from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -16,7 +17,7 @@ from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import AuditAction, record, verify_chain
 from portal.compliance.models import PlatformAuditEntry
 from portal.console import services as staff_services
-from portal.console.auth import current_actor
+from portal.console.auth import SignedInStaff, current_actor
 from portal.console.forms import (
     ActionForm,
     DeleteForm,
@@ -73,8 +74,6 @@ def sign_in():
             error = "Email or password is not right."
             session.commit()  # keep the failed-attempt audit entry
         else:
-            from flask import session as cookie
-
             cookie.clear()  # nothing from before sign-in survives it
             token, row = staff_services.start_staff_session(
                 session,
@@ -82,8 +81,6 @@ def sign_in():
                 actor=actor_for("staff", member.id, member.email),
                 user_agent=request.user_agent.string,
             )
-            from portal.console.auth import SignedInStaff
-
             login_user(SignedInStaff(token, row))
             return see_other(safe_next(request.args.get("next")))
     status = 422 if request.method == "POST" else 200
@@ -97,8 +94,6 @@ def sign_out():
             request_session(), current_user.token, actor=current_actor()
         )
         logout_user()
-    from flask import session as cookie
-
     cookie.clear()
     return see_other(url_for("console.sign_in"))
 

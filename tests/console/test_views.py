@@ -435,3 +435,17 @@ def test_nul_bytes_in_a_form_are_a_bad_request(client, sign_in_as, data):
 def test_hostile_query_strings_never_produce_a_500(client, sign_in_as, path):
     sign_in_as()
     assert client.get(path, headers=HOST).status_code < 500
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"]
+)
+def test_sign_in_never_redirects_off_site(client, make_staff, target):
+    member = make_staff()
+    response = client.post(
+        "/sign-in",
+        query_string={"next": target},
+        data={"email": member.email, "password": PASSWORD},
+        headers=HOST,
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/"
