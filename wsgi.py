@@ -1,4 +1,4 @@
-"""WSGI entry point for production: `gunicorn -w 4 -b 0.0.0.0:8000 wsgi:app`."""
+"""WSGI entry point for production: `gunicorn -c gunicorn.conf.py wsgi:app`."""
 
 from portal import create_app
 

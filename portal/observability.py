@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
 from flask import Flask, g, has_request_context, request
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from pythonjsonlogger.json import JsonFormatter
 
@@ -123,3 +124,17 @@ def register_collectors() -> None:
         REGISTRY.register(TenantStatusCollector())
         REGISTRY.register(QueueCollector())
         _collector_registered = True
+
+
+def metrics_text() -> bytes:
+    """The exposition for /metrics. Under gunicorn (PROMETHEUS_MULTIPROC_DIR set by
+    gunicorn.conf.py) every worker writes its samples to files there and this sums them, so
+    a scrape sees all workers, not the one that happened to answer."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(TenantStatusCollector())
+        registry.register(QueueCollector())
+        return generate_latest(registry)
+    register_collectors()
+    return generate_latest(REGISTRY)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from portal.db import db
-from portal.observability import register_collectors
+from portal.observability import metrics_text
 from portal.queue import queues
 
 bp = Blueprint("ops", __name__)
@@ -38,5 +38,4 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    register_collectors()
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(metrics_text(), mimetype=CONTENT_TYPE_LATEST)
