@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 LAST_SEEN_RESOLUTION = 60  # seconds; saves a write on every request
@@ -42,19 +42,32 @@ def start(
     return token, row
 
 
-def load(session: Session, model, token: str, *, idle_seconds: int, absolute_seconds: int):
-    """The live session row for `token`, or None (expired rows are deleted)."""
-    row = session.scalars(select(model).where(model.token_hash == token_hash(token))).first()
+def load(
+    session: Session, model, owner_model, token: str, *, idle_seconds: int, absolute_seconds: int
+):
+    """The live session for `token` with its owner's columns, as one plain row, or None
+    (an expired session is deleted). Read on every request, so it is a single Core query:
+    `row.session_id` and the owner's columns (`row.id`, `row.email`, ...)."""
+    query = (
+        select(
+            model.id.label("session_id"),
+            model.created_at.label("session_created_at"),
+            model.last_seen_at.label("session_last_seen_at"),
+            *owner_model.__table__.columns,
+        )
+        .join_from(model, owner_model)
+        .where(model.token_hash == token_hash(token))
+    )
+    row = session.execute(query).first()
     if row is None:
         return None
     now = datetime.now(UTC)
-    if (now - row.last_seen_at).total_seconds() > idle_seconds or (
-        now - row.created_at
-    ).total_seconds() > absolute_seconds:
-        session.execute(delete(model).where(model.id == row.id))
+    idle = (now - row.session_last_seen_at).total_seconds()
+    if idle > idle_seconds or (now - row.session_created_at).total_seconds() > absolute_seconds:
+        session.execute(delete(model).where(model.id == row.session_id))
         return None
-    if (now - row.last_seen_at).total_seconds() > LAST_SEEN_RESOLUTION:
-        row.last_seen_at = now
+    if idle > LAST_SEEN_RESOLUTION:
+        session.execute(update(model).where(model.id == row.session_id).values(last_seen_at=now))
     return row
 
 

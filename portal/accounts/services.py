@@ -138,12 +138,14 @@ def end_user_session(session: Session, token: str, *, actor: Actor) -> None:
         )
 
 
-def load_user_session(session: Session, token: str) -> UserSession | None:
+def load_user_session(session: Session, token: str):
+    """The signed-in user's row (user columns plus `session_id`), or None."""
     row = sessions.load(
         session,
         UserSession,
+        User,
         token,
         idle_seconds=USER_IDLE_SECONDS,
         absolute_seconds=USER_ABSOLUTE_SECONDS,
     )
-    return row if row is not None and row.user.status == UserStatus.ACTIVE else None
+    return row if row is not None and row.status == UserStatus.ACTIVE else None

@@ -5,16 +5,15 @@ from __future__ import annotations
 from flask import Flask, g, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
-from portal.console.models import StaffSession
 from portal.permissions import STAFF_ROLE_PERMISSIONS, Permission
 from portal.web import actor_for, request_session
 
 
 class SignedInStaff(UserMixin):
-    def __init__(self, token: str, row: StaffSession):
+    def __init__(self, token: str, session_id: int, staff):
         self.token = token
-        self.session_row = row
-        self.staff = row.staff
+        self.session_id = session_id
+        self.staff = staff  # the model object at sign-in, a plain row of its columns after
 
     def get_id(self) -> str:
         return self.token
@@ -51,7 +50,7 @@ def init_login(app: Flask) -> None:
     @manager.user_loader
     def load(token: str):
         row = load_staff_session(request_session(), token)
-        return SignedInStaff(token, row) if row else None
+        return SignedInStaff(token, row.session_id, row) if row else None
 
     @manager.unauthorized_handler
     def unauthorized():

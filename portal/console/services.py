@@ -135,15 +135,17 @@ def end_staff_session(session: Session, token: str, *, actor: Actor) -> None:
         )
 
 
-def load_staff_session(session: Session, token: str) -> StaffSession | None:
+def load_staff_session(session: Session, token: str):
+    """The signed-in staff member's row (staff columns plus `session_id`), or None."""
     row = sessions.load(
         session,
         StaffSession,
+        StaffUser,
         token,
         idle_seconds=STAFF_IDLE_SECONDS,
         absolute_seconds=STAFF_ABSOLUTE_SECONDS,
     )
-    return row if row is not None and row.staff.active else None
+    return row if row is not None and row.active else None
 
 
 def change_staff_role(session: Session, member: StaffUser, role: str, *, actor: Actor) -> bool:

@@ -81,7 +81,7 @@ def sign_in():
                 actor=actor_for("staff", member.id, member.email),
                 user_agent=request.user_agent.string,
             )
-            login_user(SignedInStaff(token, row))
+            login_user(SignedInStaff(token, row.id, member))
             return see_other(safe_next(request.args.get("next")))
     status = 422 if request.method == "POST" else 200
     return render_page("console/sign_in.html", form=form, error=error, status=status)

@@ -5,15 +5,14 @@ from __future__ import annotations
 from flask import Flask, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
-from portal.accounts.models import UserSession
 from portal.web import actor_for, request_session
 
 
 class SignedInUser(UserMixin):
-    def __init__(self, token: str, row: UserSession):
+    def __init__(self, token: str, session_id: int, user):
         self.token = token
-        self.session_row = row
-        self.user = row.user
+        self.session_id = session_id
+        self.user = user  # the model object at sign-in, a plain row of its columns after
 
     def get_id(self) -> str:
         return self.token
@@ -43,7 +42,7 @@ def init_login(app: Flask) -> None:
     @manager.user_loader
     def load(token: str):
         row = load_user_session(request_session(), token)
-        return SignedInUser(token, row) if row else None
+        return SignedInUser(token, row.session_id, row) if row else None
 
     @manager.unauthorized_handler
     def unauthorized():

@@ -62,7 +62,7 @@ def sign_in():
                 actor=actor_for("user", user.id, user.email),
                 user_agent=request.user_agent.string,
             )
-            login_user(SignedInUser(token, row))
+            login_user(SignedInUser(token, row.id, user))
             return see_other(url_for("site.home"))
     status = 422 if request.method == "POST" else 200
     return render_page("site/sign_in.html", form=form, error=error, status=status)

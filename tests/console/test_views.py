@@ -449,3 +449,34 @@ def test_sign_in_never_redirects_off_site(client, make_staff, target):
         headers=HOST,
     )
     assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
+def test_idle_and_old_sessions_expire_and_last_seen_is_refreshed(app, client, make_staff):
+    from sqlalchemy import text
+
+    from portal.console.models import StaffSession
+
+    member = make_staff()
+    client.post("/sign-in", data={"email": member.email, "password": PASSWORD}, headers=HOST)
+
+    def age(column, minutes):
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"UPDATE platform.staff_sessions SET {column} = now() - make_interval(mins => :m) "
+                    "WHERE staff_id = :s"
+                ),
+                {"m": minutes, "s": member.id},
+            )
+
+    age("last_seen_at", 5)
+    assert client.get("/tenants", headers=HOST).status_code == 200
+    with db.platform_scope() as session:
+        row = session.scalars(select(StaffSession).where(StaffSession.staff_id == member.id)).one()
+        assert row.last_seen_at > row.created_at  # refreshed: it was aged to before sign-in
+    age("created_at", 13 * 60)  # past the 12 h absolute timeout
+    assert client.get("/tenants", headers=HOST).status_code == 302
+    with db.platform_scope() as session:
+        assert not session.scalars(
+            select(StaffSession).where(StaffSession.staff_id == member.id)
+        ).all()
