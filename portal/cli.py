@@ -371,7 +371,7 @@ def tenants_purge(slug, force):
 def _migrate(*, jobs: int, canary: int) -> None:
     """Run the tenant migrations with a progress bar; exit 1 when a schema failed."""
     from portal.compliance.audit import AuditAction, record
-    from portal.tenancy.migrations import migrate_tenants
+    from portal.tenancy.migrations import MigrationInProgress, migrate_tenants
 
     failures: list[str] = []
     with click.progressbar(length=1, label="tenant schemas", file=sys.stderr) as bar:
@@ -382,7 +382,10 @@ def _migrate(*, jobs: int, canary: int) -> None:
                 failures.append(f"failed: {slug}: {error}")
             bar.update(1)
 
-        report = migrate_tenants(jobs=jobs, canary=canary, on_progress=progress)
+        try:
+            report = migrate_tenants(jobs=jobs, canary=canary, on_progress=progress)
+        except MigrationInProgress as exc:
+            raise click.ClickException(str(exc)) from None
     for line in failures:
         click.echo(line, err=True)
     if report.migrated or report.failed:

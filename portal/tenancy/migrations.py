@@ -148,6 +148,32 @@ class MigrationReport:
         return not self.failed and not self.not_attempted
 
 
+# One `tenants migrate` at a time per database (two deploys racing would fight over locks).
+MIGRATE_LOCK_KEY = 0x706F7274616C6D67  # "portalmg"
+
+
+class MigrationInProgress(RuntimeError):
+    """Another tenant migration run holds the lock."""
+
+
+@contextmanager
+def _one_run_at_a_time() -> Iterator[None]:
+    with db.engine.connect() as conn:
+        if not conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATE_LOCK_KEY}
+        ).scalar():
+            raise MigrationInProgress(
+                "another `portal tenants migrate` is running on this database; "
+                "run again when it has finished"
+            )
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATE_LOCK_KEY})
+            conn.commit()
+
+
 def migrate_tenants(
     *,
     jobs: int = 4,
@@ -158,6 +184,18 @@ def migrate_tenants(
     lock_timeout: str = "5s",
 ) -> MigrationReport:
     """Upgrade every tenant schema that is behind head. See the module docstring."""
+    with _one_run_at_a_time():
+        return _migrate_tenants(
+            jobs=jobs,
+            canary=canary,
+            slugs=slugs,
+            script=script,
+            on_progress=on_progress,
+            lock_timeout=lock_timeout,
+        )
+
+
+def _migrate_tenants(*, jobs, canary, slugs, script, on_progress, lock_timeout) -> MigrationReport:
     from portal.tenancy.models import Tenant
 
     script = script or script_directory("tenant")

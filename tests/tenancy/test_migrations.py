@@ -188,3 +188,22 @@ def downgrade():
     assert sorted(found) == sorted(t.schema for t in tenants)
     with db.engine.connect() as conn:
         assert set(schema_revisions(conn, [t.schema for t in tenants]).values()) == {"0999test"}
+
+
+def test_only_one_migration_run_at_a_time(app, run_cli):
+    from portal.tenancy.migrations import MIGRATE_LOCK_KEY, MigrationInProgress
+
+    with db.engine.connect() as other:  # another run, holding the lock
+        other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
+        try:
+            with pytest.raises(MigrationInProgress):
+                migrate_tenants(jobs=1)
+            result = run_cli("tenants", "migrate")
+            assert (
+                result.exit_code == 1
+                and "another `portal tenants migrate` is running" in result.output
+            )
+        finally:
+            other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATE_LOCK_KEY})
+            other.commit()
+    assert migrate_tenants(jobs=1).ok
