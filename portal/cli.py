@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from portal.config import ConfigError, Settings, load_settings
 from portal.db import db
+from portal.validation import InputError
 
 
 class CLIError(click.ClickException):
@@ -52,12 +53,9 @@ def command_errors(func):
 
     @wraps(func)
     def wrapper(*args, **kwargs):
-        from portal.accounts.services import AccountError
-        from portal.tenancy.services import TenancyError
-
         try:
             return func(*args, **kwargs)
-        except (TenancyError, AccountError, ConfigError, ValueError) as exc:
+        except (InputError, ConfigError, ValueError) as exc:
             raise CLIError(str(exc)) from None
         except OperationalError as exc:
             message = str(exc.orig or exc).splitlines()[0]

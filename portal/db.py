@@ -10,6 +10,7 @@ registered with `on_commit`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -54,6 +55,12 @@ def tenant_schema(slug: str) -> str:
     if not _IDENT.match(name):
         raise ValueError(f"not a valid tenant slug: {slug!r}")
     return name
+
+
+def advisory_key(name: str) -> int:
+    """A stable 64-bit key for pg_advisory_xact_lock from a name ("audit:tenant_acme")."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def sqlalchemy_url(url: str) -> str:

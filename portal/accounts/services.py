@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -12,24 +11,19 @@ from sqlalchemy.orm import Session
 from portal import sessions
 from portal.accounts.models import User, UserSession, UserStatus
 from portal.compliance.audit import Actor, AuditAction, record
+from portal.db import advisory_key
 from portal.passwords import hash_password, verify_password
+from portal.validation import InputError
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
-class AccountError(ValueError):
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+class AccountError(InputError):
+    """An account change a person can correct."""
 
 
 class QuotaExceeded(AccountError):
     pass
-
-
-def _quota_lock_key(schema: str) -> int:
-    digest = hashlib.sha256(f"users:{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def count_users(session: Session) -> int:
@@ -57,7 +51,7 @@ def create_user(
     if not EMAIL_RE.match(email) or len(email) > 320:
         raise AccountError("Enter a valid email address.", "email")
     session.execute(
-        select(func.pg_advisory_xact_lock(_quota_lock_key(session.info["tenant_schema"])))
+        select(func.pg_advisory_xact_lock(advisory_key(f"users:{session.info['tenant_schema']}")))
     )
     if session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
         raise AccountError("A user with this email already exists.", "email")

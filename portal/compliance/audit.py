@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.compliance.models import PlatformAuditEntry, TenantAuditEntry
-from portal.db import PLATFORM_SCHEMA
+from portal.db import PLATFORM_SCHEMA, advisory_key
 
 GENESIS_HASH = "0" * 64
 
@@ -80,11 +80,6 @@ def _trail(session: Session) -> tuple[type[PlatformAuditEntry] | type[TenantAudi
     return PlatformAuditEntry, PLATFORM_SCHEMA
 
 
-def _lock_key(schema: str) -> int:
-    digest = hashlib.sha256(f"audit:{schema}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 def _plain_json(value: Any) -> Any:
     """Round-trip through JSON so what we hash is exactly what jsonb gives back."""
     return json.loads(json.dumps(value or {}, default=str))
@@ -123,7 +118,7 @@ def record(
 ) -> PlatformAuditEntry | TenantAuditEntry:
     """Append an entry to the session's trail (tenant scope → tenant trail, else platform)."""
     model, schema = _trail(session)
-    session.execute(select(func.pg_advisory_xact_lock(_lock_key(schema))))
+    session.execute(select(func.pg_advisory_xact_lock(advisory_key(f"audit:{schema}"))))
     last = session.execute(
         select(model.seq, model.hash).order_by(model.seq.desc()).limit(1)
     ).first()

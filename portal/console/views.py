@@ -283,6 +283,9 @@ def render_tenant(tenant: Tenant, block: str | None = None, *, status: int = 200
         max_storage_bytes=tenant.max_storage_bytes,
         api_requests_per_minute=tenant.api_requests_per_minute,
     )
+    # Only what the response shows is fetched: an HTMX fragment of the domains or limits card
+    # needs neither the user count nor the recent changes.
+    full_page = not (block and wants_fragment())
     context = dict(
         t=tenant,
         head=head_revision(),
@@ -293,8 +296,10 @@ def render_tenant(tenant: Tenant, block: str | None = None, *, status: int = 200
         suspend_form=forms.pop("suspend_form", None) or SuspendForm(formdata=None),
         delete_form=forms.pop("delete_form", None) or DeleteForm(formdata=None),
         action_form=ActionForm(formdata=None),
-        entries=tenant_entries(tenant),
-        users=usage.user_counts(request_session(), [tenant.slug]).get(tenant.slug),
+        entries=tenant_entries(tenant) if full_page or block == "lifecycle" else [],
+        users=usage.user_counts(request_session(), [tenant.slug]).get(tenant.slug)
+        if full_page
+        else None,
         lifecycle_error=forms.pop("lifecycle_error", None),
         tenant_result=None,
     )

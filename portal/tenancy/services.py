@@ -20,6 +20,7 @@ from portal.db import TENANT_PLACEHOLDER, TenantBase, on_commit, tenant_schema
 from portal.tenancy import routing
 from portal.tenancy.migrations import script_directory
 from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
+from portal.validation import InputError
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 RESERVED_SLUGS = frozenset(
@@ -29,12 +30,8 @@ RESERVED_SLUGS = frozenset(
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
-class TenancyError(ValueError):
-    """Input a person can correct; `field` names the form field it belongs to."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+class TenancyError(InputError):
+    """A tenant change a person can correct."""
 
 
 # ---- validation ---------------------------------------------------------------------------
