@@ -32,6 +32,16 @@ class Settings:
     log_level: str = "INFO"
     tenant_purge_grace_days: int = 30
     proxy_count: int = 0
+    # Mail (A9). Without SMTP_HOST, mail stays in the platform outbox (console → Outbox).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    mail_from: str = "portal@localhost"
+    # Scheme of links in mail (invitations, password resets); https in production.
+    url_scheme: str = "http"
 
     @property
     def production(self) -> bool:
@@ -66,6 +76,17 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
 def load_settings(**overrides) -> Settings:
     """Read settings from the environment; `.env` in the working directory is read first."""
     load_dotenv(os.environ.get("PORTAL_DOTENV", ".env"), override=False)
@@ -85,6 +106,15 @@ def load_settings(**overrides) -> Settings:
         log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         tenant_purge_grace_days=_int("TENANT_PURGE_GRACE_DAYS", 30),
         proxy_count=_int("PORTAL_PROXY_COUNT", 0),
+        smtp_host=os.environ.get("SMTP_HOST") or None,
+        smtp_port=_int("SMTP_PORT", 587),
+        smtp_username=os.environ.get("SMTP_USERNAME") or None,
+        smtp_password=os.environ.get("SMTP_PASSWORD") or None,
+        smtp_starttls=_bool("SMTP_STARTTLS", False),
+        smtp_ssl=_bool("SMTP_SSL", False),
+        mail_from=os.environ.get("MAIL_FROM") or "portal@localhost",
+        url_scheme=os.environ.get("PORTAL_URL_SCHEME")
+        or ("https" if os.environ.get("PORTAL_ENV") == "production" else "http"),
     )
     values.update(overrides)
     settings = Settings(**values)

@@ -24,15 +24,78 @@ class Permission(StrEnum):
     STAFF_MANAGE = "console:staff:manage"
     JOBS_VIEW = "ops:job:view"
     JOBS_MANAGE = "ops:job:manage"
+    OUTBOX_VIEW = "ops:outbox:view"
+    # Within a tenant (held by tenant roles; staff hold them when opening a tenant's users).
+    USERS_VIEW = "accounts:user:view"
+    USERS_MANAGE = "accounts:user:manage"
+    SESSIONS_REVOKE = "auth:session:revoke"
+    MFA_RESET = "auth:mfa:reset"
+    ROLES_VIEW = "accounts:role:view"
+    ROLES_MANAGE = "accounts:role:manage"
+    SECURITY_MANAGE = "auth:settings:manage"
 
+
+# What each permission lets a person do, as shown on the tenant's Roles page.
+TENANT_PERMISSIONS: dict[Permission, str] = {
+    Permission.USERS_VIEW: "See users, their roles, sessions, devices and sign-in history",
+    Permission.USERS_MANAGE: "Invite, edit, suspend, delete and restore users; assign roles",
+    Permission.SESSIONS_REVOKE: "Sign users out by revoking their sessions",
+    Permission.MFA_RESET: "Reset a user's two-factor authentication",
+    Permission.ROLES_VIEW: "See roles and their permissions",
+    Permission.ROLES_MANAGE: "Create, change and delete tenant-defined roles",
+    Permission.SECURITY_MANAGE: "Change security settings: MFA policy, session timeouts, passwords",
+    Permission.AUDIT_VIEW: "Read and export the organisation's audit trail",
+    Permission.AUDIT_VERIFY: "Verify the audit trail's hash chain",
+}
 
 STAFF_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "platform_admin": frozenset(Permission),
     "support": frozenset(
-        {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.STAFF_VIEW, Permission.JOBS_VIEW}
+        {
+            Permission.TENANT_VIEW,
+            Permission.AUDIT_VIEW,
+            Permission.STAFF_VIEW,
+            Permission.JOBS_VIEW,
+            Permission.USERS_VIEW,
+            Permission.ROLES_VIEW,
+        }
     ),
     "compliance": frozenset(
         {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.AUDIT_VERIFY}
+    ),
+}
+
+
+class BuiltinRole(StrEnum):
+    TENANT_ADMIN = "tenant_admin"
+    COMPLIANCE_OFFICER = "compliance_officer"
+    MEMBER = "member"
+
+
+# Built-in tenant roles live in code, so a permission added later reaches them without a
+# data migration. Tenant-defined roles are rows holding a subset of TENANT_PERMISSIONS.
+BUILTIN_ROLES: dict[str, tuple[str, str, frozenset[Permission]]] = {
+    BuiltinRole.TENANT_ADMIN: (
+        "Tenant admin",
+        "Manages the organisation's users, roles, sessions and security settings.",
+        frozenset(TENANT_PERMISSIONS),
+    ),
+    BuiltinRole.COMPLIANCE_OFFICER: (
+        "Compliance officer",
+        "Reads users and the audit trail; handles data-protection requests.",
+        frozenset(
+            {
+                Permission.USERS_VIEW,
+                Permission.ROLES_VIEW,
+                Permission.AUDIT_VIEW,
+                Permission.AUDIT_VERIFY,
+            }
+        ),
+    ),
+    BuiltinRole.MEMBER: (
+        "Member",
+        "Signs in and manages their own account.",
+        frozenset(),
     ),
 }
 

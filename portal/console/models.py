@@ -40,6 +40,9 @@ class StaffUser(PlatformBase):
     role: Mapped[str] = mapped_column(String(32))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # False: the member sees only the tenants assigned in staff_tenants (an MSP technician's
+    # customers). Platform admins always see every tenant.
+    all_tenants: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -62,3 +65,16 @@ class StaffSession(PlatformBase):
     user_agent: Mapped[str | None] = mapped_column(String(500))
 
     staff: Mapped[StaffUser] = relationship(lazy="joined")
+
+
+class StaffTenant(PlatformBase):
+    """A tenant assigned to a staff member whose access is limited to assigned tenants."""
+
+    __tablename__ = "staff_tenants"
+
+    staff_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

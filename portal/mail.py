@@ -1,0 +1,143 @@
+"""Outgoing mail: every message goes through the platform outbox (A9).
+
+`send_mail(session, ...)` is called by services inside their transaction and does nothing until
+that transaction commits, so a rolled-back change never sends mail. After commit the message is
+written to `platform.outbox` in its own short transaction; then
+- with `SMTP_HOST` set, a job on the default queue delivers it over SMTP and marks it sent (or
+  failed, with the error, to be retried from the console's Outbox page);
+- without it (the embedded default), it stays in the outbox as "stored", readable by staff.
+Message bodies may hold one-time links, so the outbox is visible to platform admins only.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+from sqlalchemy import DateTime, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from portal.db import PlatformBase, db, on_commit
+
+
+class OutboxStatus:
+    STORED = "stored"  # no SMTP server configured: kept for staff to read
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(PlatformBase):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_slug: Mapped[str | None] = mapped_column(String(63), index=True)
+    to_addr: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32), default="notice")
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+_settings = None
+
+
+def configure(settings) -> None:
+    """Remember the process's settings (SMTP server, sender) for sending."""
+    global _settings
+    _settings = settings
+
+
+def settings():
+    return _settings
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    body: str
+    kind: str = "notice"
+    tenant_slug: str | None = None
+
+
+def send_mail(session: Session, mail: Mail) -> None:
+    """Queue `mail` to leave after `session` commits."""
+    on_commit(session, lambda: store_and_dispatch(mail))
+
+
+def store_and_dispatch(mail: Mail) -> int:
+    """Write the message to the outbox and, with SMTP configured, enqueue its delivery."""
+    from portal.queue import queues
+
+    status = OutboxStatus.QUEUED if _settings and _settings.smtp_host else OutboxStatus.STORED
+    with db.platform_scope() as session:
+        message = OutboxMessage(
+            tenant_slug=mail.tenant_slug,
+            to_addr=mail.to,
+            subject=mail.subject,
+            body=mail.body,
+            kind=mail.kind,
+            status=status,
+        )
+        session.add(message)
+        session.flush()
+        message_id = message.id
+    if status == OutboxStatus.QUEUED:
+        from rq import Retry
+
+        queues.get("default").enqueue(
+            "jobs.mail.deliver_mail", message_id, retry=Retry(max=3, interval=[10, 60, 300])
+        )
+    return message_id
+
+
+def deliver(message_id: int) -> bool:
+    """Send one outbox message over SMTP and record the result; True when sent (or already)."""
+    with db.platform_scope() as session:
+        message = session.get(OutboxMessage, message_id, with_for_update=True)
+        if message is None or message.status == OutboxStatus.SENT:
+            return True
+        message.attempts += 1
+        try:
+            _smtp_send(_settings, message)
+        except (OSError, smtplib.SMTPException) as error:
+            message.status = OutboxStatus.FAILED
+            message.error = f"{type(error).__name__}: {error}"[:2000]
+            return False
+        message.status = OutboxStatus.SENT
+        message.error = None
+        message.sent_at = datetime.now(UTC)
+        return True
+
+
+def _smtp_send(settings, message: OutboxMessage) -> None:
+    email = EmailMessage()
+    email["From"] = formataddr(("MSP Portal", settings.mail_from))
+    email["To"] = message.to_addr
+    email["Subject"] = message.subject
+    email["Message-ID"] = make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
+    email.set_content(message.body)
+    context = ssl.create_default_context()
+    if settings.smtp_ssl:
+        client = smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=10, context=context
+        )
+    else:
+        client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10)
+    with client:
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            client.starttls(context=context)
+        if settings.smtp_username:
+            client.login(settings.smtp_username, settings.smtp_password or "")
+        client.send_message(email)
