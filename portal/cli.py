@@ -32,11 +32,12 @@ class CLIError(click.ClickException):
 
 def configure_services(settings: Settings | None = None, *, need_redis: bool = True) -> Settings:
     """Point the process at its database and Redis, starting the embedded ones when unset."""
-    from portal import embedded, mail
+    from portal import crypto, embedded, mail
     from portal.queue import queues
 
     settings = settings or load_settings()
     mail.configure(settings)
+    crypto.configure(settings.secret_key)
     db.configure(settings.database_url or embedded.postgres_url(settings.instance_path))
     if need_redis:
         queues.configure(settings.redis_url or embedded.redis_url(settings.instance_path))

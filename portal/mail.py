@@ -7,6 +7,7 @@ written to `platform.outbox` in its own short transaction; then
   failed, with the error, to be retried from the console's Outbox page);
 - without it (the embedded default), it stays in the outbox as "stored", readable by staff.
 Message bodies may hold one-time links, so the outbox is visible to platform admins only.
+Delivery is safe to run twice: it locks the row and skips a message already sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from email.utils import formataddr, make_msgid
 from sqlalchemy import DateTime, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from portal.compliance.audit import Actor, AuditAction, record
 from portal.db import PlatformBase, db, on_commit
+from portal.validation import InputError
 
 
 class OutboxStatus:
@@ -29,6 +32,8 @@ class OutboxStatus:
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+
+    ALL = (STORED, QUEUED, SENT, FAILED)
 
 
 class OutboxMessage(PlatformBase):
@@ -62,6 +67,33 @@ def settings():
     return _settings
 
 
+def smtp_configured() -> bool:
+    return bool(_settings and _settings.smtp_host)
+
+
+DELIVERY_JOB = "jobs.mail.deliver_mail"
+
+
+def _dispatch(message_id: int) -> None:
+    """Enqueue the delivery job of a queued message. Runs after a commit, so it must not raise
+    when Redis is down: the message is marked failed instead, to be retried from the console."""
+    from redis.exceptions import RedisError
+    from rq import Retry
+
+    from portal.queue import queues
+
+    try:
+        queues.get("default").enqueue(
+            DELIVERY_JOB, message_id, retry=Retry(max=3, interval=[10, 60, 300])
+        )
+    except RedisError as error:
+        with db.platform_scope() as session:
+            message = session.get(OutboxMessage, message_id, with_for_update=True)
+            if message is not None and message.status == OutboxStatus.QUEUED:
+                message.status = OutboxStatus.FAILED
+                message.error = f"not queued: {type(error).__name__}: {error}"[:2000]
+
+
 @dataclass(frozen=True)
 class Mail:
     to: str
@@ -78,9 +110,7 @@ def send_mail(session: Session, mail: Mail) -> None:
 
 def store_and_dispatch(mail: Mail) -> int:
     """Write the message to the outbox and, with SMTP configured, enqueue its delivery."""
-    from portal.queue import queues
-
-    status = OutboxStatus.QUEUED if _settings and _settings.smtp_host else OutboxStatus.STORED
+    status = OutboxStatus.QUEUED if smtp_configured() else OutboxStatus.STORED
     with db.platform_scope() as session:
         message = OutboxMessage(
             tenant_slug=mail.tenant_slug,
@@ -94,12 +124,31 @@ def store_and_dispatch(mail: Mail) -> int:
         session.flush()
         message_id = message.id
     if status == OutboxStatus.QUEUED:
-        from rq import Retry
-
-        queues.get("default").enqueue(
-            "jobs.mail.deliver_mail", message_id, retry=Retry(max=3, interval=[10, 60, 300])
-        )
+        _dispatch(message_id)
     return message_id
+
+
+def retry_delivery(session: Session, message: OutboxMessage, *, actor: Actor) -> bool:
+    """Queue a failed message for delivery again (after commit); False unless it had failed.
+
+    The caller locks the row."""
+    if message.status != OutboxStatus.FAILED:
+        return False
+    if not smtp_configured():
+        raise InputError("No SMTP server is configured (SMTP_HOST), so mail cannot be sent.")
+    message.status = OutboxStatus.QUEUED
+    session.flush()
+    record(
+        session,
+        AuditAction.MAIL_RETRY,
+        actor=actor,
+        target=("outbox", message.id),
+        detail={"kind": message.kind, "tenant": message.tenant_slug, "attempts": message.attempts},
+        personal={"to": message.to_addr},
+    )
+    message_id = message.id
+    on_commit(session, lambda: _dispatch(message_id))
+    return True
 
 
 def deliver(message_id: int) -> bool:
@@ -110,8 +159,11 @@ def deliver(message_id: int) -> bool:
             return True
         message.attempts += 1
         try:
+            if not smtp_configured():
+                raise smtplib.SMTPException("no SMTP server configured (SMTP_HOST)")
             _smtp_send(_settings, message)
-        except (OSError, smtplib.SMTPException) as error:
+        # ValueError: a header the email package refuses (say, a line break in the subject).
+        except (OSError, smtplib.SMTPException, ValueError) as error:
             message.status = OutboxStatus.FAILED
             message.error = f"{type(error).__name__}: {error}"[:2000]
             return False

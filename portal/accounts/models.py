@@ -193,7 +193,7 @@ class SecuritySettings(TenantBase):
         CheckConstraint("mfa_grace_days BETWEEN 0 AND 90", name="mfa_grace_days"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1, autoincrement=False)
     mfa_policy: Mapped[str] = mapped_column(String(16), default=MfaPolicy.OFF)
     mfa_grace_days: Mapped[int] = mapped_column(Integer, default=7)
     # When the current policy started to bind: set when the policy is tightened; sign-ins after

@@ -1,11 +1,23 @@
-"""Flask-Login wiring for tenant users, mirroring the console's: token in cookie, row in schema."""
+"""Flask-Login wiring for tenant users: token in cookie, session row in the tenant's schema.
+
+Permissions are read from the user's roles on every request (once, cached on the signed-in
+user object), so removing a permission from a role takes effect on the next request.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, url_for
+from datetime import UTC, datetime
+
+from flask import Flask, g, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
+from portal.permissions import Permission
 from portal.web import actor_for, request_session
+
+DEVICE_COOKIE = "portal_device"
+# Reachable while MFA enrolment is overdue (besides every endpoint named site.mfa_*).
+MFA_ENROLMENT_ENDPOINTS = {"site.account_security", "site.sign_out", "site.sign_in"}
+DEVICE_COOKIE_SECONDS = 400 * 24 * 60 * 60
 
 
 class SignedInUser(UserMixin):
@@ -13,9 +25,14 @@ class SignedInUser(UserMixin):
         self.token = token
         self.session_id = session_id
         self.user = user  # the model object at sign-in, a plain row of its columns after
+        self._permissions: frozenset[str] | None = None
 
     def get_id(self) -> str:
         return self.token
+
+    @property
+    def id(self) -> int:
+        return self.user.id
 
     @property
     def email(self) -> str:
@@ -25,6 +42,21 @@ class SignedInUser(UserMixin):
     def display_name(self) -> str:
         return self.user.name or self.user.email
 
+    @property
+    def mfa_enabled(self) -> bool:
+        return self.user.mfa_enabled_at is not None
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        if self._permissions is None:
+            from portal.accounts.services import permissions_for
+
+            self._permissions = permissions_for(request_session(), self.user.id)
+        return self._permissions
+
+    def can(self, permission: Permission | str) -> bool:
+        return permission in self.permissions
+
 
 def current_actor():
     if current_user.is_authenticated:
@@ -32,11 +64,36 @@ def current_actor():
     return actor_for("anonymous", None, None)
 
 
+def tenant_settings():
+    """The tenant's security settings, read once per request."""
+    if "security_settings" not in g:
+        from portal.accounts.services import security_settings
+
+        g.security_settings = security_settings(request_session())
+    return g.security_settings
+
+
+def mfa_enrolment_state() -> tuple[str, datetime | None]:
+    """For the signed-in user: ("none", None) when MFA is on or not required; ("grace",
+    deadline) while the policy's grace period runs; ("required", None) once it is over."""
+    from portal.accounts.services import mfa_deadline, mfa_enforced_for
+
+    if not current_user.is_authenticated or current_user.mfa_enabled:
+        return "none", None
+    settings = tenant_settings()
+    if not mfa_enforced_for(settings, current_user.permissions):
+        return "none", None
+    deadline = mfa_deadline(settings)
+    if deadline is not None and deadline > datetime.now(UTC):
+        return "grace", deadline
+    return "required", None
+
+
 def init_login(app: Flask) -> None:
-    from portal.accounts.services import load_user_session
+    from portal.auth.services import load_user_session
 
     manager = LoginManager()
-    manager.session_protection = None
+    manager.session_protection = None  # the token itself is rotated at every sign-in
     manager.init_app(app)
 
     @manager.user_loader
@@ -52,3 +109,32 @@ def init_login(app: Flask) -> None:
             response.headers["HX-Redirect"] = target
             return response
         return redirect(target)
+
+    @app.before_request
+    def require_mfa_enrolment():
+        """Once the MFA policy's grace period is over, a signed-in user without MFA can only
+        enrol (or sign out) until they have."""
+        endpoint = request.endpoint or ""
+        if endpoint in MFA_ENROLMENT_ENDPOINTS or endpoint.startswith("site.mfa_"):
+            return None
+        if endpoint == "static" or not current_user.is_authenticated:
+            return None
+        if mfa_enrolment_state()[0] != "required":
+            return None
+        target = url_for("site.account_security")
+        if request.headers.get("HX-Request") == "true":
+            response = app.response_class(status=204)
+            response.headers["HX-Redirect"] = target
+            return response
+        return redirect(target)
+
+    @app.context_processor
+    def _user():
+        return {
+            "site_endpoints": app.view_functions,
+            "can": (lambda p: current_user.is_authenticated and current_user.can(p)),
+            "Permission": Permission,
+            "mfa_enrolment": mfa_enrolment_state()
+            if current_user.is_authenticated
+            else ("none", None),
+        }

@@ -7,6 +7,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
 from portal.accounts import services
+from portal.auth import services as auth
+from portal.auth.throttle import SignInThrottle
+from portal.queue import queues
 from portal.accounts.models import User, UserStatus
 from portal.console.forms import SignInForm
 from portal.errors import render_error
@@ -48,21 +51,23 @@ def sign_in():
     error = None
     if form.validate_on_submit():
         db = request_session()
-        user = services.authenticate_user(
-            db, form.email.data, form.password.data, actor=current_actor()
+        throttle = SignInThrottle(queues.redis, f"user:{current_tenant().slug}")
+        user = auth.check_password_step(
+            db, form.email.data, form.password.data, actor=current_actor(), throttle=throttle
         )
         if user is None:
             error = "Email or password is not right."
             db.commit()  # keep the failed-attempt audit entry
         else:
             session.clear()
-            token, row = services.start_user_session(
+            started = auth.start_user_session(
                 db,
                 user,
                 actor=actor_for("user", user.id, user.email),
                 user_agent=request.user_agent.string,
+                device_token=request.cookies.get("portal_device"),
             )
-            login_user(SignedInUser(token, row.id, user))
+            login_user(SignedInUser(started.token, started.row.id, user))
             return see_other(url_for("site.home"))
     status = 422 if request.method == "POST" else 200
     return render_page("site/sign_in.html", form=form, error=error, status=status)
@@ -71,7 +76,7 @@ def sign_in():
 @bp.post("/sign-out")
 def sign_out():
     if current_user.is_authenticated:
-        services.end_user_session(request_session(), current_user.token, actor=current_actor())
+        auth.end_user_session(request_session(), current_user.token, actor=current_actor())
         logout_user()
     session.clear()
     return see_other(url_for("site.sign_in"))

@@ -39,7 +39,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "security_settings",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("mfa_policy", sa.String(length=16), nullable=False),
         sa.Column("mfa_grace_days", sa.Integer(), nullable=False),
         sa.Column("mfa_policy_since", sa.DateTime(timezone=True), nullable=True),
