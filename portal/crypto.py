@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -66,12 +68,21 @@ def unseal(token: str, *, purpose: str) -> str:
         raise SealError("the sealed value does not open with this key and purpose") from None
 
 
-def _aead(purpose: str) -> AESGCM:
+def mac(value: str, *, purpose: str) -> str:
+    """HMAC-SHA256 (hex) of `value` under the purpose's key: a lookup hash for short secrets
+    (backup codes), useless to someone holding only a copy of the database."""
+    return hmac.new(_key(purpose), value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _key(purpose: str) -> bytes:
     if _secret_key is None:
         raise RuntimeError("portal.crypto is not configured; call crypto.configure(secret_key)")
     if not purpose:
         raise ValueError("a purpose is required")
-    key = HKDF(
+    return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"portal:" + purpose.encode("utf-8")
     ).derive(_secret_key)
-    return AESGCM(key)
+
+
+def _aead(purpose: str) -> AESGCM:
+    return AESGCM(_key(purpose))

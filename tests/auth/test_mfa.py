@@ -8,7 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 import pytest
 
+from portal import crypto
 from portal.auth import mfa
+
+
+@pytest.fixture(autouse=True)
+def _crypto_key():
+    """Backup-code hashes are keyed from SECRET_KEY; the tests' key is restored afterwards."""
+    crypto.configure("test-secret-key-" + "x" * 32)
+    yield
+    crypto.configure("test-secret-key-" + "x" * 32)
+
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 NOW = 1_750_000_015.0  # 15 s into a step
@@ -119,6 +129,12 @@ def test_backup_code_hash_ignores_case_dashes_and_spaces():
         assert mfa.normalise_backup_code(typed) == "k7d29xq4"
         assert mfa.backup_code_hash(typed) == stored
     assert mfa.backup_code_hash("k7d2-9xq5") != stored
+
+
+def test_backup_code_hash_depends_on_the_secret_key():
+    stored = mfa.backup_code_hash("k7d2-9xq4")
+    crypto.configure("another-secret-key-" + "y" * 32)
+    assert mfa.backup_code_hash("k7d2-9xq4") != stored
 
 
 def test_a_backup_code_is_told_apart_from_a_totp_code():
