@@ -50,9 +50,15 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the portal. `config` overrides settings fields (tests pass database_url etc.)."""
     from portal import observability
     from portal.cli import configure_services
-    from portal.console import jobs_views, staff_views  # noqa: F401  (routes on console bp)
+    from portal.console import (  # noqa: F401  (routes on console bp)
+        jobs_views,
+        outbox_views,
+        staff_views,
+        tenant_access_views,
+    )
     from portal.console.views import bp as console_bp
     from portal.ops import bp as ops_bp
+    from portal.site import staff_views as site_staff_views  # noqa: F401  (routes on site bp)
     from portal.site.views import bp as site_bp
     from portal.web import HostDispatcher
 

@@ -179,7 +179,10 @@ def _ping_idle_connections(engine: Engine) -> None:
 
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` after the session's transaction commits; drop it on rollback."""
-    session.info.setdefault("on_commit", []).append(callback)
+    # Tagged with the innermost transaction, so rolling back a savepoint drops only what was
+    # registered inside it (a refused user in a bulk action keeps the others' mail).
+    current = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault("on_commit", []).append((current, callback))
 
 
 @event.listens_for(Session, "after_begin")
@@ -193,13 +196,21 @@ def _scope_transaction(session: Session, transaction, connection) -> None:
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
     callbacks = session.info.pop("on_commit", [])
-    for callback in callbacks:
+    for _, callback in callbacks:
         callback()
 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_on_commit(session: Session, previous_transaction) -> None:
-    session.info.pop("on_commit", None)
+    if not previous_transaction.nested:
+        session.info.pop("on_commit", None)
+        return
+    kept = [
+        (owner, callback)
+        for owner, callback in session.info.get("on_commit", [])
+        if owner is not previous_transaction
+    ]
+    session.info["on_commit"] = kept
 
 
 def query_each_schema(connection, schemas: list[str], template: str, chunk: int = 500):

@@ -173,3 +173,42 @@ def run_cli(urls):
         return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) for this test. Yields an object with `.host`,
+    `.port`, `.messages` (each an `email.message.EmailMessage`), `.envelopes` (aiosmtpd's, with
+    `mail_from` and `rcpt_tos`) and `.stop()` to take the server down mid-test."""
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Server:
+        def __init__(self):
+            self.host = "127.0.0.1"
+            self.messages: list = []
+            self.envelopes: list = []
+            with socket.socket() as probe:  # a free port (aiosmtpd 1.4 cannot bind port 0)
+                probe.bind((self.host, 0))
+                self.port = probe.getsockname()[1]
+            self.controller = Controller(self, hostname=self.host, port=self.port)
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append(envelope)
+            self.messages.append(
+                email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            )
+            return "250 Message accepted for delivery"
+
+        def stop(self):
+            if self.controller is not None:
+                self.controller.stop()
+                self.controller = None
+
+    server = Server()
+    server.controller.start()
+    yield server
+    server.stop()

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (
+    EmailField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 OPTIONAL_LIMIT = [Optional(), NumberRange(min=0, message="Enter 0 or more, or leave empty.")]
 
@@ -106,3 +115,20 @@ class StaffCreateForm(FlaskForm):
 
 class StaffRoleForm(FlaskForm):
     role = SelectField("Role", choices=STAFF_ROLES)
+
+
+class StaffTenantsForm(FlaskForm):
+    """Which tenants a support or compliance member sees. The view fills `tenant_ids.choices`;
+    the service checks that the chosen tenants exist."""
+
+    scope = RadioField(
+        "Tenants this member sees",
+        choices=[SelectChoice("all", "All tenants"), SelectChoice("some", "Only these tenants")],
+        validators=[InputRequired(message="Choose All tenants or Only these tenants.")],
+    )
+    tenant_ids = SelectMultipleField(
+        "Tenants",
+        coerce=int,
+        validate_choice=False,
+        description="Used with “Only these tenants”. Hold Ctrl (⌘ on a Mac) to choose several.",
+    )

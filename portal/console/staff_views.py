@@ -1,18 +1,21 @@
-"""Console pages for MSP staff accounts: list, create, change role, deactivate, reactivate."""
+"""Console pages for MSP staff accounts: list, create, change role, deactivate, reactivate,
+and the tenants a support or compliance member may see."""
 
 from __future__ import annotations
 
 from flask import abort, url_for
 from sqlalchemy import func, select
+from wtforms.fields.choices import SelectChoice
 
 from portal.accounts.services import AccountError
 from portal.console import services
 from portal.console.auth import current_actor
-from portal.console.forms import ActionForm, StaffCreateForm, StaffRoleForm
-from portal.console.models import StaffSession, StaffUser
+from portal.console.forms import ActionForm, StaffCreateForm, StaffRoleForm, StaffTenantsForm
+from portal.console.models import StaffSession, StaffTenant, StaffUser
 from portal.console.views import bp
 from portal.permissions import Permission, requires
-from portal.web import render_page, request_session, see_other
+from portal.tenancy.models import Tenant, TenantStatus
+from portal.web import render_page, request_session, see_other, wants_fragment
 
 
 def staff_rows():
@@ -32,21 +35,49 @@ def staff_rows():
     )
 
 
-def render_staff(form=None, *, status=200, error=None):
+def tenant_choices() -> list[SelectChoice]:
+    """Every tenant for the assignment list, by name; plain rows, no ORM."""
+    rows = request_session().execute(
+        select(Tenant.id, Tenant.name, Tenant.slug, Tenant.status).order_by(
+            Tenant.name, Tenant.slug
+        )
+    )
+    return [
+        SelectChoice(
+            id_, f"{name} ({slug})" + (" — deleted" if status == TenantStatus.DELETED else "")
+        )
+        for id_, name, slug, status in rows
+    ]
+
+
+def render_staff(
+    form=None,
+    *,
+    status=200,
+    error=None,
+    block=None,
+    assign: StaffUser | None = None,
+    assign_form: StaffTenantsForm | None = None,
+):
+    # An HTMX fragment of one card needs neither the staff list nor the tenant counts.
+    full_page = not (block and wants_fragment())
     return render_page(
         "console/staff.html",
-        "create" if status == 422 else None,
-        rows=staff_rows(),
+        block,
+        rows=staff_rows() if full_page else [],
+        tenant_counts=services.assigned_tenant_counts(request_session()) if full_page else {},
         form=form or StaffCreateForm(formdata=None),
         role_form=StaffRoleForm(formdata=None),
         action_form=ActionForm(formdata=None),
+        assign=assign,
+        assign_form=assign_form,
         error=error,
         status=status,
     )
 
 
-def access_staff(staff_id: int) -> StaffUser:
-    member = request_session().get(StaffUser, staff_id, with_for_update=True)
+def access_staff(staff_id: int, *, lock: bool = True) -> StaffUser:
+    member = request_session().get(StaffUser, staff_id, with_for_update=lock)
     if member is None:
         abort(404)
     return member
@@ -76,7 +107,7 @@ def staff_create():
             getattr(form, exc.field or "email").errors = [str(exc)]
         else:
             return see_other(url_for("console.staff"), toast=f"{member.email} can now sign in")
-    return render_staff(form, status=422)
+    return render_staff(form, status=422, block="create")
 
 
 @bp.post("/staff/<int:staff_id>/role")
@@ -116,3 +147,47 @@ def staff_reactivate(staff_id):
         abort(400)
     services.reactivate_staff(request_session(), member, actor=current_actor())
     return see_other(url_for("console.staff"), toast=f"{member.email} reactivated")
+
+
+@bp.get("/staff/<int:staff_id>/tenants")
+@requires(Permission.STAFF_MANAGE)
+def staff_tenants(staff_id):
+    """The Staff page with the member's tenant assignment open."""
+    member = access_staff(staff_id, lock=False)
+    assigned = request_session().scalars(
+        select(StaffTenant.tenant_id).where(StaffTenant.staff_id == member.id)
+    )
+    form = StaffTenantsForm(
+        formdata=None, scope="all" if member.all_tenants else "some", tenant_ids=list(assigned)
+    )
+    form.tenant_ids.choices = tenant_choices()
+    return render_staff(block="assign", assign=member, assign_form=form)
+
+
+@bp.post("/staff/<int:staff_id>/tenants")
+@requires(Permission.STAFF_MANAGE)
+def staff_tenants_save(staff_id):
+    member = access_staff(staff_id)
+    form = StaffTenantsForm()
+    form.tenant_ids.choices = tenant_choices()
+    if form.validate_on_submit():
+        try:
+            changed = services.set_staff_tenants(
+                request_session(),
+                member,
+                all_tenants=form.scope.data == "all",
+                tenant_ids=form.tenant_ids.data or [],
+                actor=current_actor(),
+            )
+        except AccountError as exc:
+            getattr(form, exc.field or "tenant_ids").errors = [str(exc)]
+        else:
+            if not changed:
+                toast = f"No change: {member.email} already sees these tenants"
+            elif member.all_tenants:
+                toast = f"{member.email} now sees every tenant"
+            else:
+                n = len(set(form.tenant_ids.data))
+                toast = f"{member.email} now sees {n} tenant{'' if n == 1 else 's'}"
+            return see_other(url_for("console.staff"), toast=toast)
+    return render_staff(block="assign", status=422, assign=member, assign_form=form)

@@ -7,7 +7,7 @@ import io
 import json
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, g, redirect, request, url_for
 from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import and_, func, or_, select, true
@@ -44,6 +44,19 @@ PAGE_SIZE = 25
 
 def settings():
     return current_app.config["PORTAL"]
+
+
+def tenant_scope() -> frozenset[int] | None:
+    """Ids of the tenants the signed-in member may see (None: every tenant), read once per
+    request. Every read of tenants, or of audit entries about them, goes through this."""
+    if "tenant_scope" not in g:
+        g.tenant_scope = staff_services.visible_tenant_ids(request_session(), current_user.staff)
+    return g.tenant_scope
+
+
+def visible(query, where):
+    """`query` restricted by `where`, a scope filter that is None when nothing is hidden."""
+    return query if where is None else query.where(where)
 
 
 def safe_next(target: str | None) -> str:
@@ -105,10 +118,11 @@ def sign_out():
 @requires(Permission.TENANT_VIEW)
 def overview():
     session = request_session()
-    counts = services.count_by_status(session)
+    scope = tenant_scope()
+    only_visible = staff_services.visible_tenant_filter(scope)
     head = head_revision()
     behind = session.scalars(
-        select(Tenant)
+        visible(select(Tenant), only_visible)
         .where(
             or_(Tenant.schema_revision.is_distinct_from(head), Tenant.migration_error.is_not(None))
         )
@@ -116,19 +130,51 @@ def overview():
         .order_by(Tenant.slug)
         .limit(10)
     ).all()
-    recent = session.scalars(select(Tenant).order_by(Tenant.created_at.desc()).limit(5)).all()
+    recent = session.scalars(
+        visible(select(Tenant), only_visible).order_by(Tenant.created_at.desc()).limit(5)
+    ).all()
     entries = session.scalars(
-        select(PlatformAuditEntry).order_by(PlatformAuditEntry.seq.desc()).limit(8)
+        visible(select(PlatformAuditEntry), staff_services.visible_audit_filter(scope))
+        .order_by(PlatformAuditEntry.seq.desc())
+        .limit(8)
     ).all()
     return render_page(
         "console/overview.html",
-        counts=counts,
+        counts=count_by_status(session, only_visible),
         behind=behind,
         head=head,
         recent=recent,
         entries=entries,
-        near_quota=usage.tenants_near_quota(session),
+        near_quota=near_quota(session, only_visible),
     )
+
+
+def count_by_status(session, only_visible) -> dict[str, int]:
+    if only_visible is None:
+        return services.count_by_status(session)
+    rows = session.execute(
+        select(Tenant.status, func.count()).where(only_visible).group_by(Tenant.status)
+    )
+    return {status.value: 0 for status in TenantStatus} | dict(rows.all())
+
+
+def near_quota(session, only_visible, limit: int = 10) -> list[tuple[Tenant, int]]:
+    """`usage.tenants_near_quota`, counting users only in the tenants the member may see."""
+    if only_visible is None:
+        return usage.tenants_near_quota(session, limit)
+    limited = session.scalars(
+        select(Tenant).where(
+            only_visible, Tenant.status == TenantStatus.ACTIVE, Tenant.max_users.is_not(None)
+        )
+    ).all()
+    counts = usage.user_counts(session, [t.slug for t in limited])
+    near = [
+        (t, counts.get(t.slug, 0))
+        for t in limited
+        if counts.get(t.slug, 0) >= usage.NEAR_QUOTA * t.max_users
+    ]
+    near.sort(key=lambda pair: pair[1] / max(pair[0].max_users, 1), reverse=True)
+    return near[:limit]
 
 
 # ---- tenants ------------------------------------------------------------------------------
@@ -154,8 +200,8 @@ TENANT_SORTS = {
 }
 
 
-def tenant_query(q: str, status: str):
-    query = select(*TENANT_LIST_COLUMNS)
+def tenant_query(q: str, status: str, only_visible=None):
+    query = visible(select(*TENANT_LIST_COLUMNS), only_visible)
     if q:
         like = f"%{q.lower().replace('%', '').replace('_', '')}%"
         domain_match = select(TenantDomain.tenant_id).where(TenantDomain.domain.ilike(like))
@@ -177,7 +223,8 @@ def tenants():
     descending = sort.startswith("-")
     if sort.lstrip("-") not in TENANT_SORTS:
         sort, descending = "slug", False
-    filtered = tenant_query(q, status).cte("filtered")
+    only_visible = staff_services.visible_tenant_filter(tenant_scope())
+    filtered = tenant_query(q, status, only_visible).cte("filtered")
     domains = (
         select(func.array_agg(aggregate_order_by(TenantDomain.domain, TenantDomain.domain)))
         .where(TenantDomain.tenant_id == filtered.c.id)
@@ -250,8 +297,12 @@ def tenant_new():
 
 
 def access_tenant(slug: str, *, lock: bool = False) -> Tenant:
-    """The tenant, or 404 when it does not exist (or is outside what the actor may see)."""
-    query = select(Tenant).where(Tenant.slug == slug)
+    """The tenant, or 404 when it does not exist or is outside what the member may see (the
+    same answer, so a restricted member learns nothing about other tenants)."""
+    query = visible(
+        select(Tenant).where(Tenant.slug == slug),
+        staff_services.visible_tenant_filter(tenant_scope()),
+    )
     if lock:
         query = query.with_for_update()
     tenant = request_session().scalars(query).first()
@@ -510,6 +561,9 @@ def audit_filters() -> tuple[list, dict[str, str]]:
         conditions.append(
             model.occurred_at < datetime.combine(date_to + timedelta(days=1), time.min, UTC)
         )
+    only_visible = staff_services.visible_audit_filter(tenant_scope())
+    if only_visible is not None:
+        conditions.append(only_visible)
     filters = {
         "action": action,
         "actor": actor,
@@ -532,7 +586,11 @@ def audit():
     rows = session.scalars(query.order_by(model.seq.desc()).limit(PAGE_SIZE + 1)).all()
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    actions = session.scalars(select(model.action).distinct().order_by(model.action)).all()
+    actions = session.scalars(
+        visible(select(model.action), staff_services.visible_audit_filter(tenant_scope()))
+        .distinct()
+        .order_by(model.action)
+    ).all()
     active = {k: v for k, v in filters.items() if v}
     older_url = None
     if rows and more:

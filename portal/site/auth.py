@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from flask import Flask, g, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
+from portal.auth import staff_access
 from portal.permissions import Permission
-from portal.web import actor_for, request_session
+from portal.web import actor_for, current_tenant, request_session
 
 DEVICE_COOKIE = "portal_device"
 # Reachable while MFA enrolment is overdue (besides every endpoint named site.mfa_*).
@@ -21,6 +22,8 @@ DEVICE_COOKIE_SECONDS = 400 * 24 * 60 * 60
 
 
 class SignedInUser(UserMixin):
+    is_staff = False
+
     def __init__(self, token: str, session_id: int, user):
         self.token = token
         self.session_id = session_id
@@ -58,8 +61,45 @@ class SignedInUser(UserMixin):
         return permission in self.permissions
 
 
+class StaffVisitor(UserMixin):
+    """MSP staff on a tenant's site through a console hand-off (portal/auth/staff_access.py):
+    the staff role's tenant permissions, no account pages of their own."""
+
+    is_staff = True
+    mfa_enabled = True  # the tenant's MFA policy is for its own users
+    session_id = None
+
+    def __init__(self, token: str, visit):
+        self.token = token
+        self.visit = visit
+
+    def get_id(self) -> str:
+        return self.token
+
+    @property
+    def id(self) -> None:
+        return None
+
+    @property
+    def email(self) -> str:
+        return self.visit.email
+
+    @property
+    def display_name(self) -> str:
+        return self.visit.name or self.visit.email
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return self.visit.permissions
+
+    def can(self, permission: Permission | str) -> bool:
+        return permission in self.permissions
+
+
 def current_actor():
     if current_user.is_authenticated:
+        if getattr(current_user, "is_staff", False):
+            return actor_for("staff", current_user.visit.staff_id, current_user.email)
         return actor_for("user", current_user.user.id, current_user.email)
     return actor_for("anonymous", None, None)
 
@@ -78,7 +118,7 @@ def mfa_enrolment_state() -> tuple[str, datetime | None]:
     deadline) while the policy's grace period runs; ("required", None) once it is over."""
     from portal.accounts.services import mfa_deadline, mfa_enforced_for
 
-    if not current_user.is_authenticated or current_user.mfa_enabled:
+    if not current_user.is_authenticated or current_user.is_staff or current_user.mfa_enabled:
         return "none", None
     settings = tenant_settings()
     if not mfa_enforced_for(settings, current_user.permissions):
@@ -98,6 +138,11 @@ def init_login(app: Flask) -> None:
 
     @manager.user_loader
     def load(token: str):
+        if token.startswith(staff_access.VISIT_PREFIX):
+            from portal.queue import queues
+
+            visit = staff_access.load(queues.redis, token, current_tenant().slug)
+            return StaffVisitor(token, visit) if visit else None
         row = load_user_session(request_session(), token)
         return SignedInUser(token, row.session_id, row) if row else None
 
@@ -115,6 +160,11 @@ def init_login(app: Flask) -> None:
         """Once the MFA policy's grace period is over, a signed-in user without MFA can only
         enrol (or sign out) until they have."""
         endpoint = request.endpoint or ""
+        if current_user.is_authenticated and current_user.is_staff:
+            # Staff visits have no account of their own on the tenant site.
+            if endpoint.startswith(("site.account", "site.mfa_")):
+                return redirect(url_for("site.users"))
+            return None
         if endpoint in MFA_ENROLMENT_ENDPOINTS or endpoint.startswith("site.mfa_"):
             return None
         if endpoint == "static" or not current_user.is_authenticated:
