@@ -1,22 +1,72 @@
-"""Tenant site pages: sign-in, sign-out and the signed-in home. Suspended tenants get a notice."""
+"""Tenant site pages: sign-in (password, then a second factor), sign-out, forgotten and reset
+passwords, invitations, self-registration and the signed-in home. Suspended tenants get a notice.
+
+Sign-in rules kept here (A3–A5):
+- Every refusal of the password step (unknown account, wrong password, suspended user, throttled
+  or locked, even with the right password) is the same 422 page; its audit entry is committed
+  before answering, since the request's transaction rolls back on a 4xx.
+- A user with MFA is not signed in by the password: the Flask session (a signed cookie) holds
+  who passed it, when, and where to go next, for five minutes; /sign-in/verify asks for the code.
+  Wrong or missing codes count as failed sign-ins; after a few the pending state is dropped.
+- A completed sign-in empties the Flask session and starts a server-side session with a new
+  token, so no cookie from before it (or from before sign-out) signs anyone in.
+- Links sent by mail (reset, invitation, registration) point at the host this tenant was reached
+  on; mail-sending forms are rate limited per address and per email, answering the same either way.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, request, session, url_for
+import hashlib
+import re
+import time
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
 
 from portal.accounts import services
+from portal.accounts.models import TokenPurpose, User, UserStatus
 from portal.auth import services as auth
+from portal.auth import staff_access
+from portal.auth.forms import (
+    ForgotPasswordForm,
+    InvitationForm,
+    NewPasswordForm,
+    RegisterForm,
+    SecondFactorForm,
+    SignInForm,
+)
 from portal.auth.throttle import SignInThrottle
-from portal.queue import queues
-from portal.accounts.models import User, UserStatus
-from portal.console.forms import SignInForm
 from portal.errors import render_error
-from portal.site.auth import SignedInUser, current_actor
-from portal.web import actor_for, current_tenant, render_page, request_session, see_other
+from portal.queue import queues
+from portal.site.auth import (
+    DEVICE_COOKIE,
+    DEVICE_COOKIE_SECONDS,
+    SignedInUser,
+    current_actor,
+    tenant_settings,
+)
+from portal.tenancy.urls import tenant_base_url
+from portal.validation import InputError
+from portal.web import (
+    actor_for,
+    client_addr,
+    current_tenant,
+    render_page,
+    request_session,
+    see_other,
+)
 
 bp = Blueprint("site", __name__)
+
+SIGN_IN_ERROR = "Email or password is not right."
+CODE_ERROR = "That code is not right."
+MFA_PENDING_SECONDS = 5 * 60
+MFA_ATTEMPTS = 5  # wrong codes before the password step must be done again
+# Mail-sending forms (reset, registration): per email, and per client address (shared by many).
+MAIL_LIMIT_PER_EMAIL = 5
+MAIL_LIMIT_PER_ADDRESS = 20
+MAIL_LIMIT_SECONDS = 15 * 60
+_HOST = re.compile(r"^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 @bp.before_request
@@ -36,47 +86,329 @@ def refuse_unless_active():
 @bp.get("/")
 @login_required
 def home():
+    from portal.site.admin_views import overview  # the admin pages' module imports this one
+
+    return render_page("site/home.html", **overview())
+
+
+# ---- helpers shared with the account pages ------------------------------------------------
+
+
+def sign_in_throttle() -> SignInThrottle:
+    """Failed sign-ins (and wrong re-entered passwords) of this tenant's users."""
+    return SignInThrottle(queues.redis, f"user:{current_tenant().slug}")
+
+
+def safe_next(target: str | None) -> str:
+    """`target` if it is a path on this site, else the home page (no open redirect)."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
+        return target
+    return url_for("site.home")
+
+
+def site_base_url() -> str:
+    """Where links in mail point: the host this request reached the tenant on (the dispatcher
+    only routes hosts of this tenant here), as a bare name and port; anything odder in the Host
+    header falls back to the tenant's own address. The scheme is the configured one for mail."""
+    settings = current_app.config["PORTAL"]
+    host = request.host.lower()
+    if _HOST.match(host):
+        return f"{settings.url_scheme}://{host}"
+    return tenant_base_url(current_tenant(), settings)
+
+
+def attach_error(form, error: InputError, fallback: str | None = None) -> None:
+    """Show a service's error next to the field it names (or `fallback`), else above the form."""
+    field = getattr(form, error.field or "", None) or (
+        getattr(form, fallback) if fallback else None
+    )
+    if field is not None and hasattr(field, "errors"):
+        field.errors = [*field.errors, str(error)]
+    else:
+        form.form_errors.append(str(error))
+
+
+def finish_sign_in(user: User, *, method: str, target: str, toast: str | None = None):
+    """Sign `user` in: empty the Flask session (nothing from before sign-in survives it), start a
+    server-side session with a new token, remember the device, and go to `target`."""
     db = request_session()
-    people = db.scalars(
-        select(User).where(User.status != UserStatus.DELETED).order_by(User.email).limit(100)
-    ).all()
-    return render_page("site/home.html", people=people, total=services.count_users(db))
+    session.clear()
+    started = auth.start_user_session(
+        db,
+        user,
+        actor=actor_for("user", user.id, user.email),
+        user_agent=request.user_agent.string,
+        device_token=request.cookies.get(DEVICE_COOKIE),
+        method=method,
+    )
+    login_user(SignedInUser(started.token, started.row.id, user))
+    response = see_other(target, toast=toast)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        started.device_token,
+        max_age=DEVICE_COOKIE_SECONDS,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["PORTAL"].production,
+    )
+    return response
+
+
+def signed_out_here(toast: str):
+    """This browser's session is gone (revoked from the sessions page): forget it here too."""
+    logout_user()
+    session.clear()
+    return see_other(url_for("site.sign_in"), toast=toast)
+
+
+def mail_allowed(kind: str, email: str) -> bool:
+    """Count one mail-sending request; False once this email or client address has made too
+    many in the window. The caller answers the same either way, only sending nothing."""
+    slug = current_tenant().slug
+    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    allowed = True
+    for key, limit in (
+        (f"throttle:{kind}:{slug}:email:{digest}", MAIL_LIMIT_PER_EMAIL),
+        (f"throttle:{kind}:{slug}:address:{client_addr()}", MAIL_LIMIT_PER_ADDRESS),
+    ):
+        with queues.redis.pipeline() as pipe:
+            pipe.set(key, 0, ex=MAIL_LIMIT_SECONDS, nx=True)
+            pipe.incr(key)
+            count = pipe.execute()[1]
+        allowed = allowed and count <= limit
+    return allowed
+
+
+def link_invalid(kind: str):
+    """The designed page for a reset or invitation link that is wrong, used or expired (410)."""
+    response = render_page("site/link_invalid.html", kind=kind, status=410)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ---- sign-in --------------------------------------------------------------------------------
+
+
+def sign_in_page(form, *, error: str | None = None, status: int = 200):
+    return render_page(
+        "site/sign_in.html",
+        form=form,
+        error=error,
+        self_registration=tenant_settings().self_registration,
+        status=status,
+    )
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     if current_user.is_authenticated:
-        return redirect(url_for("site.home"))
+        return redirect(safe_next(request.args.get("next")))
     form = SignInForm()
-    error = None
-    if form.validate_on_submit():
-        db = request_session()
-        throttle = SignInThrottle(queues.redis, f"user:{current_tenant().slug}")
-        user = auth.check_password_step(
-            db, form.email.data, form.password.data, actor=current_actor(), throttle=throttle
-        )
-        if user is None:
-            error = "Email or password is not right."
-            db.commit()  # keep the failed-attempt audit entry
-        else:
-            session.clear()
-            started = auth.start_user_session(
-                db,
-                user,
-                actor=actor_for("user", user.id, user.email),
-                user_agent=request.user_agent.string,
-                device_token=request.cookies.get("portal_device"),
-            )
-            login_user(SignedInUser(started.token, started.row.id, user))
-            return see_other(url_for("site.home"))
-    status = 422 if request.method == "POST" else 200
-    return render_page("site/sign_in.html", form=form, error=error, status=status)
+    if not form.validate_on_submit():
+        return sign_in_page(form, status=422 if request.method == "POST" else 200)
+    db = request_session()
+    user = auth.check_password_step(
+        db, form.email.data, form.password.data, actor=current_actor(), throttle=sign_in_throttle()
+    )
+    target = safe_next(request.args.get("next"))
+    if user is None:
+        db.commit()  # keep the failed-attempt audit entry
+        return sign_in_page(form, error=SIGN_IN_ERROR, status=422)
+    if not user.mfa_enabled:
+        return finish_sign_in(user, method="password", target=target)
+    session.clear()
+    session.update(
+        mfa_user=user.id,
+        mfa_at=int(time.time()),
+        mfa_password=password_stamp(user),
+        mfa_failures=0,
+        next=target,
+    )
+    return see_other(url_for("site.mfa_verify"))
+
+
+def password_stamp(user: User) -> str:
+    """Changes with the password, so a password step done before a change or reset cannot be
+    completed after it."""
+    changed = user.password_changed_at
+    return changed.isoformat() if changed else ""
+
+
+def pending_user_id() -> int | None:
+    """Who passed the password step in this browser less than five minutes ago, if anyone."""
+    user_id, at = session.get("mfa_user"), session.get("mfa_at")
+    if not isinstance(user_id, int) or not isinstance(at, int):
+        return None
+    if not 0 <= time.time() - at <= MFA_PENDING_SECONDS:
+        return None
+    return user_id
+
+
+def drop_pending() -> None:
+    for key in ("mfa_user", "mfa_at", "mfa_password", "mfa_failures", "next"):
+        session.pop(key, None)
+
+
+@bp.route("/sign-in/verify", methods=["GET", "POST"])
+def mfa_verify():
+    if current_user.is_authenticated:
+        return redirect(url_for("site.home"))
+    user_id = pending_user_id()
+    db = request_session()
+    user = services.get_user(db, user_id) if user_id is not None else None
+    if (
+        user is None
+        or user.status != UserStatus.ACTIVE
+        or not user.mfa_enabled
+        or session.get("mfa_password") != password_stamp(user)
+    ):
+        if "mfa_user" in session:
+            drop_pending()
+            flash("Your sign-in timed out. Sign in again.", "danger")
+        return see_other(url_for("site.sign_in"))
+    form = SecondFactorForm()
+    if not form.is_submitted():
+        return render_page("site/sign_in_mfa.html", form=form, error=None)
+    method = auth.check_second_factor(
+        db, user, (form.code.data or "")[:64], actor=current_actor(), throttle=sign_in_throttle()
+    )
+    if method is None:
+        db.commit()  # keep the audit entry (and the throttle has counted the failure)
+        failures = int(session.get("mfa_failures") or 0) + 1
+        if failures >= MFA_ATTEMPTS:
+            drop_pending()
+            flash("That code is not right, too many times. Sign in again.", "danger")
+            return see_other(url_for("site.sign_in"))
+        session["mfa_failures"] = failures
+        form.code.data = ""
+        return render_page("site/sign_in_mfa.html", form=form, error=CODE_ERROR, status=422)
+    toast = None
+    if method == "backup_code":
+        left = auth.backup_codes_left(db, user.id)
+        toast = f"Backup code used — {left} left"
+    return finish_sign_in(user, method=method, target=safe_next(session.get("next")), toast=toast)
 
 
 @bp.post("/sign-out")
 def sign_out():
     if current_user.is_authenticated:
-        auth.end_user_session(request_session(), current_user.token, actor=current_actor())
+        if getattr(current_user, "is_staff", False):
+            staff_access.end(queues.redis, current_user.token)
+        else:
+            auth.end_user_session(request_session(), current_user.token, actor=current_actor())
         logout_user()
     session.clear()
     return see_other(url_for("site.sign_in"))
+
+
+# ---- forgotten password -------------------------------------------------------------------
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if not form.validate_on_submit():
+        status = 422 if request.method == "POST" else 200
+        return render_page("site/forgot_password.html", form=form, sent=False, status=status)
+    email = form.email.data.strip()
+    if mail_allowed("reset", email):
+        auth.request_password_reset(
+            request_session(), email, actor=current_actor(), base_url=site_base_url()
+        )
+    return render_page("site/forgot_password.html", form=form, sent=True)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token):
+    db = request_session()
+    if not auth.reset_token_valid(db, token):
+        return link_invalid("password_reset")
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = auth.reset_password(db, token, form.password.data, actor=current_actor())
+        except InputError as error:
+            attach_error(form, error, "password")
+        else:
+            if user is None:
+                return link_invalid("password_reset")
+            return see_other(
+                url_for("site.sign_in"), toast="Password changed — sign in with your new password"
+            )
+    status = 422 if request.method == "POST" else 200
+    response = render_page("site/reset_password.html", form=form, status=status)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ---- invitation and registration ----------------------------------------------------------
+
+
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+def invitation(token):
+    db = request_session()
+    invited = services.redeem_token(db, token, TokenPurpose.INVITATION, consume=False)
+    if invited is None or invited.status != UserStatus.INVITED:
+        return link_invalid("invitation")
+    form = InvitationForm(name=invited.name)
+    if form.validate_on_submit():
+        try:
+            user = services.accept_invitation(
+                db,
+                token,
+                password=form.password.data,
+                name=form.name.data or "",
+                actor=actor_for("user", invited.id, invited.email),
+            )
+        except InputError as error:
+            attach_error(form, error, "password")
+        else:
+            if user is None:
+                return link_invalid("invitation")
+            if current_user.is_authenticated and not getattr(current_user, "is_staff", False):
+                auth.end_user_session(db, current_user.token, actor=current_actor())
+            return finish_sign_in(
+                user,
+                method="invitation",
+                target=url_for("site.account_security", welcome=1),
+            )
+    status = 422 if request.method == "POST" else 200
+    response = render_page("site/invitation.html", form=form, invited=invited, status=status)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if not tenant_settings().self_registration:
+        abort(404)
+    if current_user.is_authenticated:
+        return redirect(url_for("site.home"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        db = request_session()
+        try:
+            email = services.validate_email(form.email.data)
+            if mail_allowed("register", email):
+                services.register_user(
+                    db,
+                    email=email,
+                    name=form.name.data or "",
+                    actor=current_actor(),
+                    base_url=site_base_url(),
+                )
+        except services.QuotaExceeded:
+            # Answered like success: an error here would tell which addresses already exist.
+            return render_page("site/register.html", form=form, sent=True)
+        except InputError as error:
+            attach_error(form, error, "email")
+        else:
+            return render_page("site/register.html", form=form, sent=True)
+    status = 422 if request.method == "POST" else 200
+    return render_page("site/register.html", form=form, sent=False, status=status)
