@@ -37,9 +37,7 @@ def open_tenant(client, tenant):
     return target.path
 
 
-def test_support_opens_tenant_users_read_only_and_both_trails_record_it(
-    client, sign_in_as, tenant
-):
+def test_support_opens_tenant_users_read_only_and_both_trails_record_it(client, sign_in_as, tenant):
     member = sign_in_as("support")
     user_id = add_user(tenant)
     path = open_tenant(client, tenant)

@@ -61,6 +61,7 @@ def test_console_pages_have_no_serious_accessibility_violations(
         "/staff",
         "/audit",
         "/jobs",
+        "/outbox",
     ):
         page.goto(f"{live_server}{path}")
         found[path] = violations(page)
@@ -75,3 +76,48 @@ def test_tenant_pages_have_no_serious_accessibility_violations(axe_page, live_se
     assert violations(page) == []
     page.goto(f"http://nobody-here.localhost:{port}/")
     assert violations(page) == []
+
+
+def test_tenant_admin_and_account_pages_have_no_serious_accessibility_violations(
+    axe_page, live_server, make_tenant
+):
+    from portal.db import db
+    from portal.demo import DEMO_PASSWORD, seed_tenant_people
+
+    port = live_server.rsplit(":", 1)[1]
+    tenant = make_tenant(name="Accessible People", max_users=500)
+    with db.tenant_scope(tenant) as session:
+        seed_tenant_people(session, tenant, members=12)
+    site = f"http://{tenant.slug}.localhost:{port}"
+    page = axe_page
+    for path in ("/forgot-password", "/register"):
+        page.goto(f"{site}{path}")
+        assert violations(page) == [], path
+    page.goto(f"{site}/sign-in")
+    page.get_by_label("Email").fill(f"admin@{tenant.slug}.example")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#main").get_by_role("heading", level=1)).to_be_visible()
+    page.goto(f"{site}/users")
+    user_path = page.locator("table a[href^='/users/']").nth(3).get_attribute("href")
+    found = {}
+    for path in (
+        "/",
+        "/users",
+        "/users?status=suspended",
+        "/users/invite",
+        user_path,
+        "/roles",
+        "/roles/new",
+        "/roles/tenant_admin",
+        "/settings/security",
+        "/account",
+        "/account/security",
+        "/account/sessions",
+    ):
+        page.goto(f"{site}{path}")
+        found[path] = violations(page)
+    page.goto(f"{site}/account/security")
+    page.get_by_role("button", name="Set up two-factor authentication").click()
+    found["mfa setup"] = violations(page)
+    assert found == {path: [] for path in found}
