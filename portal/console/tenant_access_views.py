@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, redirect, request
+from flask import abort, request
 from flask_login import current_user
 
 from portal.auth import staff_access
@@ -12,7 +12,7 @@ from portal.console.forms import ActionForm
 from portal.console.views import access_tenant, bp, settings
 from portal.permissions import Permission, requires
 from portal.queue import queues
-from portal.web import request_session
+from portal.web import render_page, request_session
 
 
 @bp.post("/tenants/<slug>/open")
@@ -40,4 +40,13 @@ def tenant_open(slug):
     )
     port = f":{request.host.rsplit(':', 1)[1]}" if ":" in request.host else ""
     host = f"{tenant.slug}.{settings().base_domain}{port}"
-    return redirect(f"{request.scheme}://{host}/staff-access/{token}", code=303)
+    # A page that moves on by itself rather than a redirect: the console's CSP allows forms to
+    # submit only to itself (form-action 'self'), and that covers redirects after a POST.
+    response = render_page(
+        "console/tenant_open.html",
+        t=tenant,
+        target=f"{request.scheme}://{host}/staff-access/{token}",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -3,6 +3,8 @@ trails; support is read-only, platform admins have a tenant admin's powers."""
 
 from __future__ import annotations
 
+import html
+import re
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -31,8 +33,10 @@ def add_user(tenant, email="pat@example.com"):
 def open_tenant(client, tenant):
     """Follow the console's hand-off; returns the tenant-site path it pointed at."""
     response = client.post(f"/tenants/{tenant.slug}/open", headers=CONSOLE)
-    assert response.status_code == 303, response.data
-    target = urlsplit(response.headers["Location"])
+    assert response.status_code == 200, response.data
+    assert response.headers["Cache-Control"] == "no-store"
+    link = re.search(r'id="handoff" href="([^"]+)"', response.data.decode()).group(1)
+    target = urlsplit(html.unescape(link))
     assert target.hostname == f"{tenant.slug}.localhost"
     return target.path
 
