@@ -155,3 +155,25 @@ def test_users_page_screenshot(page: Page, live_server, make_tenant, artifacts):
     page.goto(f"{site}/users")
     expect(page.get_by_role("heading", name="Users")).to_be_visible()
     page.screenshot(path=artifacts / "tenant-users.png", animations="disabled")
+
+
+def test_support_staff_open_a_tenant_from_the_console_read_only(
+    page: Page, live_server, make_staff, make_tenant
+):
+    """The hand-off crosses hosts in a real browser (the console's CSP allows forms to submit
+    only to itself) and lands on the tenant's users with the staff banner."""
+    port = live_server.rsplit(":", 1)[1]
+    member = make_staff("support")
+    tenant = make_tenant(name="Acme Rockets")
+    with db.tenant_scope(tenant) as session:
+        create_user(session, email="pat@rockets.example", name="Pat", actor=Actor.system("test"))
+    page.goto(f"{live_server}/sign-in")
+    page.get_by_label("Email").fill(member.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"{live_server}/tenants/{tenant.slug}")
+    page.get_by_role("button", name="Open Acme Rockets's users (read-only)").click()
+    expect(page).to_have_url(f"http://{tenant.slug}.localhost:{port}/users")
+    expect(page.get_by_text("Viewing Acme Rockets as MSP staff")).to_be_visible()
+    expect(page.get_by_role("table")).to_contain_text("pat@rockets.example")
+    expect(page.get_by_role("link", name="Invite users")).to_have_count(0)
