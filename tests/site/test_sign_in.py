@@ -76,6 +76,42 @@ def test_unknown_wrong_and_suspended_get_identical_answers(client, tenant):
     )
 
 
+def test_every_refusal_costs_exactly_one_argon2_verification(client, tenant, monkeypatch):
+    """Equal work on every path is what keeps unknown and known accounts equal in timing."""
+    from portal import passwords
+
+    _, known = add_user(tenant)
+    _, suspended = add_user(tenant)
+    with db.tenant_scope(tenant) as session:
+        services.suspend_user(session, services.find_user(session, suspended), actor=SYSTEM)
+    calls = []
+    hasher = passwords._hasher
+
+    class CountingHasher:
+        def verify(self, *args, **kwargs):
+            calls.append(1)
+            return hasher.verify(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(hasher, name)
+
+    monkeypatch.setattr(passwords, "_hasher", CountingHasher())
+    site = Site(client, tenant)
+    for email, password in (
+        ("nobody-here@example.com", "wrong password here"),
+        (known, "wrong password here"),
+        (suspended, PASSWORD),
+    ):
+        calls.clear()
+        assert site.sign_in(email, password).status_code == 422
+        assert len(calls) == 1, email
+    for _ in range(20):  # lock the account: a locked attempt still verifies once
+        site.sign_in(known, "wrong password here")
+    calls.clear()
+    assert site.sign_in(known, PASSWORD).status_code == 422
+    assert len(calls) == 1
+
+
 def test_failed_sign_in_is_audited_and_kept(client, tenant):
     user_id, email = add_user(tenant)
     Site(client, tenant).sign_in(email, "wrong password here")
