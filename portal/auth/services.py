@@ -26,6 +26,7 @@ from portal import crypto, sessions
 from portal.accounts.models import (
     BackupCode,
     Device,
+    SecuritySettings,
     TokenPurpose,
     User,
     UserSession,
@@ -304,10 +305,11 @@ def end_user_session(session: Session, token: str, *, actor: Actor) -> None:
         )
 
 
-def load_user_session(session: Session, token: str):
+def load_user_session(session: Session, token: str, settings: SecuritySettings | None = None):
     """The signed-in user's row (user columns plus `session_id`, `session_created_at`), or
-    None. The tenant's idle and absolute timeouts apply; only active users stay signed in."""
-    settings = security_settings(session)
+    None. The tenant's idle and absolute timeouts apply (`settings`, read if not given); only
+    active users stay signed in."""
+    settings = settings or security_settings(session)
     row = sessions.load(
         session,
         UserSession,

@@ -143,7 +143,7 @@ def init_login(app: Flask) -> None:
 
             visit = staff_access.load(queues.redis, token, current_tenant().slug)
             return StaffVisitor(token, visit) if visit else None
-        row = load_user_session(request_session(), token)
+        row = load_user_session(request_session(), token, tenant_settings())
         return SignedInUser(token, row.session_id, row) if row else None
 
     @manager.unauthorized_handler
