@@ -58,7 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     from portal.console.views import bp as console_bp
     from portal.ops import bp as ops_bp
-    from portal.site import account_views, admin_views  # noqa: F401  (routes on site bp)
+    from portal.site import account_views, admin_views, audit_views, sessions_views  # noqa: F401  (routes on site bp)
     from portal.site import staff_views as site_staff_views  # noqa: F401  (routes on site bp)
     from portal.site.views import bp as site_bp
     from portal.web import HostDispatcher

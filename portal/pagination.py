@@ -42,6 +42,32 @@ def _decode(cursor: str | None, width: int) -> tuple | None:
     return values
 
 
+_BIGINT = 2**63
+
+
+def _fits(values: tuple | None, columns: list[Any]) -> tuple | None:
+    """`values` if each one suits its column's type (a tampered cursor holding text for a
+    number, or a number out of range, would make PostgreSQL fail), else None: the first page."""
+    if values is None:
+        return None
+    for value, column in zip(values, columns, strict=True):
+        try:
+            expected = column.type.python_type
+        except (AttributeError, NotImplementedError):
+            continue
+        if expected is int:
+            ok = type(value) is int and -_BIGINT <= value < _BIGINT
+        elif expected is float:
+            ok = type(value) in (int, float)
+        elif expected is datetime:
+            ok = isinstance(value, datetime)
+        else:
+            ok = isinstance(value, expected) and not isinstance(value, bool)
+        if not ok:
+            return None
+    return values
+
+
 def keyset_page(
     session: Session,
     query: Select,
@@ -59,8 +85,8 @@ def keyset_page(
     objects of a `select(Model)`."""
     key = tuple_(*columns)
     values_of = lambda row: tuple(getattr(row, c.key) for c in columns)  # noqa: E731
-    back = _decode(before, len(columns))
-    forward = None if back else _decode(after, len(columns))
+    back = _fits(_decode(before, len(columns)), columns)
+    forward = None if back else _fits(_decode(after, len(columns)), columns)
     # Walking backwards flips the direction of both the comparison and the order.
     reverse = back is not None
     ascending = descending == reverse
