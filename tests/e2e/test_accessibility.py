@@ -113,6 +113,8 @@ def test_tenant_admin_and_account_pages_have_no_serious_accessibility_violations
         "/roles/new",
         "/roles/tenant_admin",
         "/settings/security",
+        "/sessions",
+        "/audit",
         "/account",
         "/account/security",
         "/account/sessions",
