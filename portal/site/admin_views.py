@@ -37,7 +37,7 @@ from portal.auth import services as auth
 from portal.compliance.audit import AuditAction
 from portal.compliance.models import TenantAuditEntry
 from portal.permissions import TENANT_PERMISSIONS, BuiltinRole, Permission, requires
-from portal.site.auth import current_actor
+from portal.site.auth import current_actor, tenant_settings
 from portal.site.views import attach_error, bp, site_base_url
 from portal.web import render_page, request_session, see_other, wants_fragment
 
@@ -702,7 +702,7 @@ def overview() -> dict:
         entries = db.scalars(
             select(TenantAuditEntry).order_by(TenantAuditEntry.seq.desc()).limit(8)
         ).all()
-    settings = services.security_settings(db)
+    settings = tenant_settings()  # already read for this request's session timeouts
     active = counts[UserStatus.ACTIVE]
     return {
         "admin": True,
