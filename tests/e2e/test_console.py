@@ -6,20 +6,11 @@ every tenant they create is registered for purging first and dropped afterwards.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
-
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("PORTAL_REQUIRE_E2E") == "1":
-        raise
-    pytest.skip(
-        "end-to-end tests need Playwright (pip install -e '.[dev]')", allow_module_level=True
-    )
+from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD, purge, unique_slug
 
