@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, Response, abort, current_app, flash, g, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
 from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from portal.auth.throttle import SignInThrottle
+from portal.compliance import audit_csv
 from portal.compliance.audit import AuditAction, record, verify_chain
 from portal.compliance.models import PlatformAuditEntry
 from portal.console import services as staff_services
@@ -608,23 +607,6 @@ def audit():
     )
 
 
-AUDIT_CSV_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "action",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "target_type",
-    "target_id",
-    "request_id",
-    "client_addr",
-    "detail",
-    "prev_hash",
-    "hash",
-)
-
-
 @bp.get("/audit.csv")
 @requires(Permission.AUDIT_VIEW)
 def audit_export():
@@ -637,40 +619,10 @@ def audit_export():
         detail={k: v for k, v in filters.items() if v},
     )
 
-    def generate():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(AUDIT_CSV_COLUMNS)
-        query = (
-            select(PlatformAuditEntry)
-            .where(and_(true(), *conditions))
-            .order_by(PlatformAuditEntry.seq)
-            .execution_options(yield_per=1000)
-        )
-        with db.platform_scope() as session:
-            for entry in session.scalars(query):
-                writer.writerow(
-                    [
-                        json.dumps(entry.detail, sort_keys=True)
-                        if c == "detail"
-                        else entry.occurred_at.isoformat()
-                        if c == "occurred_at"
-                        else getattr(entry, c)
-                        for c in AUDIT_CSV_COLUMNS
-                    ]
-                )
-                if buffer.tell() > 64_000:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-        yield buffer.getvalue()
-
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return Response(
-        generate(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="platform-audit-{stamp}.csv"'},
+    query = (
+        select(PlatformAuditEntry).where(and_(true(), *conditions)).order_by(PlatformAuditEntry.seq)
     )
+    return audit_csv.response(query, db.platform_scope, f"platform-audit-{audit_csv.stamp()}.csv")
 
 
 @bp.post("/audit/verify")

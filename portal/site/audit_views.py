@@ -12,10 +12,6 @@ Everything reads the request's tenant-scoped session, so only this tenant's trai
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -26,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, false, func, select, true
 from portal.accounts import services
 from portal.accounts.forms import ActionForm
 from portal.accounts.models import User
+from portal.compliance import audit_csv
 from portal.compliance.audit import AuditAction, VerifyResult, record, verify_chain
 from portal.compliance.models import TenantAuditEntry
 from portal.db import db
@@ -39,24 +36,6 @@ PAGE_SIZE = 50
 MAX_ID = 2**31 - 1  # user ids are PostgreSQL integers
 MAX_SEQ = 2**63 - 1
 ACTOR_TYPES = {"user": "Users", "staff": "MSP staff", "system": "System", "anonymous": "Anonymous"}
-CSV_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "action",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "target_type",
-    "target_id",
-    "request_id",
-    "client_addr",
-    "detail",
-    "prev_hash",
-    "hash",
-)
-# A spreadsheet runs a cell that starts with one of these as a formula; labels and ids can hold
-# text a visitor typed (a failed sign-in's email), so such cells get a leading apostrophe.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -233,24 +212,6 @@ def audit():
     return render_audit()
 
 
-def _csv_cell(value) -> str | int | None:
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def _csv_row(entry: TenantAuditEntry) -> list:
-    row = []
-    for column in CSV_COLUMNS:
-        value = getattr(entry, column)
-        if column == "detail":
-            value = json.dumps(value, sort_keys=True, ensure_ascii=False)
-        elif column == "occurred_at":
-            value = value.isoformat()
-        row.append(_csv_cell(value))
-    return row
-
-
 @bp.get("/audit.csv")
 @requires(Permission.AUDIT_VIEW)
 def audit_export():
@@ -259,33 +220,12 @@ def audit_export():
     f = audit_filters()
     record(request_session(), AuditAction.AUDIT_EXPORT, actor=current_actor(), detail=f.args())
     query = (
-        select(TenantAuditEntry)
-        .where(and_(true(), *f.conditions))
-        .order_by(TenantAuditEntry.seq)
-        .execution_options(yield_per=1000)
+        select(TenantAuditEntry).where(and_(true(), *f.conditions)).order_by(TenantAuditEntry.seq)
     )
-
-    def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        with db.tenant_scope(tenant) as session:
-            for entry in session.scalars(query):
-                writer.writerow(_csv_row(entry))
-                if buffer.tell() > 64_000:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-        yield buffer.getvalue()
-
-    filename = f"audit-{tenant.slug}-{datetime.now(UTC).date().isoformat()}.csv"
-    return Response(
-        generate(),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Cache-Control": "no-store",
-        },
+    return audit_csv.response(
+        query,
+        lambda: db.tenant_scope(tenant),
+        f"audit-{tenant.slug}-{datetime.now(UTC).date().isoformat()}.csv",
     )
 
 

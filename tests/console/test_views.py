@@ -335,6 +335,23 @@ def test_audit_export_streams_filtered_csv_and_is_itself_audited(client, sign_in
     assert entries("compliance:audit:export")[0].detail == {"action": "tenancy:tenant:create"}
 
 
+def test_audit_export_defuses_spreadsheet_formulas_typed_by_visitors(client, sign_in_as):
+    """An email address may start with "=" (a self-registered user's, say) and becomes the actor
+    label of that person's actions; a spreadsheet must not run it."""
+    import csv
+    import io
+
+    from portal.compliance.audit import Actor, AuditAction, record
+
+    hostile = "=1+1@evil.example"
+    with db.platform_scope() as session:
+        record(session, AuditAction.JOB_RETRY, actor=Actor("staff", "0", hostile))
+    sign_in_as()
+    response = client.get("/audit.csv?action=ops:job:retry", headers=HOST)
+    labels = [r["actor_label"] for r in csv.DictReader(io.StringIO(response.data.decode()))]
+    assert "'" + hostile in labels and hostile not in labels
+
+
 def test_audit_filters_treat_like_wildcards_literally(client, sign_in_as):
     sign_in_as()
     body = client.get("/audit?action=%25&actor=%25", headers=HOST).data.decode()
