@@ -102,6 +102,21 @@ def render_page(
     return Response(body, status=status, mimetype="text/html")
 
 
+def local_path(target: str | None, default: str, *, under: str | None = None) -> str:
+    """`target` if it is a path on this host (and, with `under`, that page with any query),
+    else `default`: redirects taken from a request never lead off-site."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 32 or ord(c) == 127 for c in target)
+        and (under is None or target == under or target.startswith(under + "?"))
+    ):
+        return target
+    return default
+
+
 def see_other(location: str, *, toast: str | None = None) -> Response:
     """After a successful POST: 303 for a plain form, HX-Location for HTMX."""
     if request.headers.get("HX-Request") == "true":

@@ -35,7 +35,14 @@ from portal.queue import queues
 from portal.tenancy import services, usage
 from portal.tenancy.migrations import head_revision
 from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
-from portal.web import actor_for, render_page, request_session, see_other, wants_fragment
+from portal.web import (
+    actor_for,
+    local_path,
+    render_page,
+    request_session,
+    see_other,
+    wants_fragment,
+)
 
 bp = Blueprint("console", __name__)
 PAGE_SIZE = 25
@@ -59,9 +66,7 @@ def visible(query, where):
 
 
 def safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("console.overview")
+    return local_path(target, url_for("console.overview"))
 
 
 # ---- sign-in ------------------------------------------------------------------------------

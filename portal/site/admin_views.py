@@ -39,7 +39,7 @@ from portal.compliance.models import TenantAuditEntry
 from portal.permissions import TENANT_PERMISSIONS, BuiltinRole, Permission, requires
 from portal.site.auth import current_actor, tenant_settings
 from portal.site.views import attach_error, bp, site_base_url
-from portal.web import render_page, request_session, see_other, wants_fragment
+from portal.web import local_path, render_page, request_session, see_other, wants_fragment
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers; a larger one cannot exist
 SIGN_IN_ACTIONS = (
@@ -99,9 +99,7 @@ def list_url(filters: listing.UserFilters, **cursor) -> str:
 
 def safe_list_url(target: str | None) -> str:
     """`target` if it is the users list (with any query), else the list itself."""
-    if target and (target == "/users" or target.startswith("/users?")) and "\\" not in target:
-        return target
-    return url_for("site.users")
+    return local_path(target, url_for("site.users"), under="/users")
 
 
 def render_users(args, *, status: int = 200, **extra):

@@ -32,7 +32,7 @@ from portal.permissions import Permission, requires
 from portal.site.admin_views import MAX_ID, toast_response
 from portal.site.auth import current_actor, tenant_settings
 from portal.site.views import bp, signed_out_here
-from portal.web import render_page, request_session, see_other, wants_fragment
+from portal.web import local_path, render_page, request_session, see_other, wants_fragment
 
 PAGE_SIZE = 50
 METHODS = {
@@ -160,9 +160,7 @@ def list_url(filters: SessionFilters, **cursor) -> str:
 
 def safe_list_url(target: str | None) -> str:
     """`target` if it is this list (with any query), else the list itself (no open redirect)."""
-    if target and (target == "/sessions" or target.startswith("/sessions?")) and "\\" not in target:
-        return target
-    return url_for("site.sessions")
+    return local_path(target, url_for("site.sessions"), under="/sessions")
 
 
 def render_sessions(args, *, status: int = 200, **extra):

@@ -51,6 +51,7 @@ from portal.web import (
     actor_for,
     client_addr,
     current_tenant,
+    local_path,
     render_page,
     request_session,
     see_other,
@@ -101,15 +102,7 @@ def sign_in_throttle() -> SignInThrottle:
 
 def safe_next(target: str | None) -> str:
     """`target` if it is a path on this site, else the home page (no open redirect)."""
-    if (
-        target
-        and target.startswith("/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and not any(ord(c) < 32 or ord(c) == 127 for c in target)
-    ):
-        return target
-    return url_for("site.home")
+    return local_path(target, url_for("site.home"))
 
 
 def site_base_url() -> str:
