@@ -43,17 +43,25 @@ def start(
 
 
 def load(
-    session: Session, model, owner_model, token: str, *, idle_seconds: int, absolute_seconds: int
+    session: Session,
+    model,
+    owner_model,
+    token: str,
+    *,
+    idle_seconds: int,
+    absolute_seconds: int,
+    extra_columns=(),
 ):
     """The live session for `token` with its owner's columns, as one plain row, or None
     (an expired session is deleted). Read on every request, so it is a single Core query:
-    `row.session_id` and the owner's columns (`row.id`, `row.email`, ...)."""
+    `row.session_id`, the owner's columns (`row.id`, `row.email`, ...) and `extra_columns`."""
     query = (
         select(
             model.id.label("session_id"),
             model.created_at.label("session_created_at"),
             model.last_seen_at.label("session_last_seen_at"),
             *owner_model.__table__.columns,
+            *extra_columns,
         )
         .join_from(model, owner_model)
         .where(model.token_hash == token_hash(token))

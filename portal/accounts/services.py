@@ -267,8 +267,27 @@ def permissions_for(session: Session, user_id: int) -> frozenset[str]:
         .outerjoin(Role, Role.key == UserRole.role_key)
         .where(UserRole.user_id == user_id)
     ).all()
+    return permissions_of(dict(rows))
+
+
+def role_permissions_column(user_id_column):
+    """A correlated column holding {role key: custom role's permissions, or null for a
+    built-in} for the user in `user_id_column`, so the per-request session query also brings
+    what `permissions_of` needs."""
+    return (
+        select(func.jsonb_object_agg(UserRole.role_key, func.to_jsonb(Role.permissions)))
+        .select_from(UserRole)
+        .outerjoin(Role, Role.key == UserRole.role_key)
+        .where(UserRole.user_id == user_id_column)
+        .scalar_subquery()
+        .label("role_permissions")
+    )
+
+
+def permissions_of(role_permissions: dict[str, list[str] | None] | None) -> frozenset[str]:
+    """Permissions from {role key: custom permissions (None for a built-in role)}."""
     held: set[str] = set()
-    for key, custom in rows:
+    for key, custom in (role_permissions or {}).items():
         if key in BUILTIN_ROLES:
             held |= BUILTIN_ROLES[key][2]
         elif custom:

@@ -39,6 +39,7 @@ from portal.accounts.services import (
     find_user,
     issue_token,
     redeem_token,
+    role_permissions_column,
     security_settings,
 )
 from portal.auth import mfa
@@ -306,8 +307,8 @@ def end_user_session(session: Session, token: str, *, actor: Actor) -> None:
 
 
 def load_user_session(session: Session, token: str, settings: SecuritySettings | None = None):
-    """The signed-in user's row (user columns plus `session_id`, `session_created_at`), or
-    None. The tenant's idle and absolute timeouts apply (`settings`, read if not given); only
+    """The signed-in user's row (user columns plus `session_id`, `session_created_at` and
+    `role_permissions`, see accounts.services.permissions_of), or None. The tenant's idle and absolute timeouts apply (`settings`, read if not given); only
     active users stay signed in."""
     settings = settings or security_settings(session)
     row = sessions.load(
@@ -317,6 +318,7 @@ def load_user_session(session: Session, token: str, settings: SecuritySettings |
         token,
         idle_seconds=settings.idle_timeout_minutes * 60,
         absolute_seconds=settings.absolute_timeout_minutes * 60,
+        extra_columns=[role_permissions_column(User.id)],
     )
     return row if row is not None and row.status == UserStatus.ACTIVE else None
 

@@ -1,7 +1,7 @@
 """Flask-Login wiring for tenant users: token in cookie, session row in the tenant's schema.
 
-Permissions are read from the user's roles on every request (once, cached on the signed-in
-user object), so removing a permission from a role takes effect on the next request.
+Permissions come with the session row on every request (one query: portal/auth/services.py
+load_user_session), so removing a permission from a role takes effect on the next request.
 """
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ class SignedInUser(UserMixin):
     @property
     def permissions(self) -> frozenset[str]:
         if self._permissions is None:
-            from portal.accounts.services import permissions_for
+            from portal.accounts import services
 
-            self._permissions = permissions_for(request_session(), self.user.id)
+            if hasattr(self.user, "role_permissions"):  # the session row brought them
+                self._permissions = services.permissions_of(self.user.role_permissions)
+            else:  # the User object of a sign-in in progress
+                self._permissions = services.permissions_for(request_session(), self.user.id)
         return self._permissions
 
     def can(self, permission: Permission | str) -> bool:
