@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _base_app(name: str, settings: Settings) -> Flask:
-    from portal import errors, observability, security, web
+    from portal import errors, observability, security, validation, web
 
     app = Flask(
         name,
@@ -39,6 +39,7 @@ def _base_app(name: str, settings: Settings) -> Flask:
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         PORTAL=settings,
     )
+    app.url_map.converters["int"] = validation.IdConverter  # ids past int4 are a 404
     web.init_app(app)
     security.init_app(app)
     observability.init_metrics(app)
@@ -49,7 +50,11 @@ def _base_app(name: str, settings: Settings) -> Flask:
 def create_app(config: dict | None = None) -> Flask:
     """Build the portal. `config` overrides settings fields (tests pass database_url etc.)."""
     from portal import observability
+    from portal.auth import flood
     from portal.cli import configure_services
+    from portal.console import (  # noqa: F401  (routes on console bp)
+        account_views as console_account_views,
+    )
     from portal.console import (  # noqa: F401  (routes on console bp)
         jobs_views,
         outbox_views,
@@ -58,6 +63,8 @@ def create_app(config: dict | None = None) -> Flask:
     )
     from portal.console.views import bp as console_bp
     from portal.ops import bp as ops_bp
+    from portal.passwords import configure_hashing
+    from portal.queue import queues
     from portal.site import account_views, admin_views, audit_views, sessions_views  # noqa: F401  (routes on site bp)
     from portal.site import staff_views as site_staff_views  # noqa: F401  (routes on site bp)
     from portal.site.views import bp as site_bp
@@ -65,6 +72,12 @@ def create_app(config: dict | None = None) -> Flask:
 
     settings = load_settings(**(config or {}))
     configure_services(settings)
+    configure_hashing(
+        concurrency=settings.password_hash_concurrency,
+        wait_seconds=settings.password_hash_wait_ms / 1000,
+        host_concurrency=settings.password_hash_host_concurrency,
+        redis=lambda: queues.redis,
+    )
     observability.configure_logging(settings)
 
     platform = _base_app("portal", settings)
@@ -73,6 +86,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.console.auth import init_login as init_console_login
 
     init_console_login(platform)
+    flood.init_app(platform, flood.CONSOLE_ENDPOINTS)
 
     tenant_site = _base_app("portal.site", settings)
     tenant_site.config = platform.config  # one configuration for both sites
@@ -80,6 +94,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.site.auth import init_login as init_site_login
 
     init_site_login(tenant_site)
+    flood.init_app(tenant_site, flood.SITE_ENDPOINTS)
 
     platform.extensions["portal.tenant_site"] = tenant_site
     dispatcher = HostDispatcher(platform.wsgi_app, tenant_site.wsgi_app, settings)

@@ -40,10 +40,36 @@ def configure_services(settings: Settings | None = None, *, need_redis: bool = T
     settings = settings or load_settings()
     mail.configure(settings)
     crypto.configure(settings.secret_key)
-    db.configure(settings.database_url or embedded.postgres_url(settings.instance_path))
+    db.configure(*database_urls(settings))
     if need_redis:
         queues.configure(settings.redis_url or embedded.redis_url(settings.instance_path))
     return settings
+
+
+_warned_single_role = False
+
+
+def database_urls(settings: Settings) -> tuple[str, str]:
+    """(runtime URL, owner URL). Requests and jobs connect as the runtime role, which owns
+    nothing; migrations and provisioning DDL as the owner. The embedded server creates both.
+    One DATABASE_URL alone serves as both, with a warning (production refuses it)."""
+    global _warned_single_role
+    from portal import embedded
+
+    if not settings.database_url:
+        return embedded.postgres_urls(settings.instance_path)
+    owner = settings.database_owner_url or settings.database_url
+    if owner == settings.database_url and not _warned_single_role:
+        _warned_single_role = True
+        import logging
+
+        logging.getLogger("portal").warning(
+            "DATABASE_URL alone: requests run as the owner of the tables, which can disable "
+            "the audit trigger and leave a tenant's role. Set DATABASE_OWNER_URL for "
+            "migrations and provisioning, and point DATABASE_URL at a runtime role (see the "
+            "README's security notes); production refuses to start without it."
+        )
+    return settings.database_url, owner
 
 
 def cli_actor():
@@ -101,7 +127,7 @@ def dev(port, host, no_worker):
     from werkzeug.serving import run_simple
 
     from portal import create_app, embedded
-    from portal.demo import DEMO_PASSWORD, seed_demo, sign_in_lines
+    from portal.demo import DEMO_PASSWORD, seed_demo, sign_in_lines, staff_mfa_lines
     from portal.queue import queues
     from portal.tenancy.migrations import migrate_tenants, upgrade_platform
 
@@ -120,7 +146,12 @@ def dev(port, host, no_worker):
         seeded = seed_demo(settings)
         app = create_app()
         if not no_worker:
-            env = dict(os.environ, DATABASE_URL=db.url, REDIS_URL=queues.url)
+            env = dict(
+                os.environ,
+                DATABASE_URL=db.url,
+                DATABASE_OWNER_URL=db.owner_url,
+                REDIS_URL=queues.url,
+            )
             for command in ("worker", "cron"):
                 children.append(
                     subprocess.Popen([sys.executable, "-m", "portal", command], env=env)
@@ -131,6 +162,7 @@ def dev(port, host, no_worker):
             "MSP Portal is running (Ctrl-C stops everything).",
             f"  Platform console  http://{base}:{port}/",
             f"  Staff sign-in     {seeded['admin']} / {DEMO_PASSWORD}",
+            *(staff_mfa_lines() if not settings.production else []),
             *sign_in_lines(seeded["tenants"], base_domain=base, port=port),
             f"  Database          {db.url}",
             f"  Redis             {queues.url}",
@@ -209,17 +241,25 @@ def db_upgrade(jobs):
 
 
 @db_group.command("url")
-def db_url():
+@click.option(
+    "--owner", is_flag=True, help="The owner role's URL (DDL) instead of the runtime role's."
+)
+def db_url(owner):
     """Print the database URL in use (embedded or not): psql "$(portal db url)"."""
     settings = load_settings()
     if settings.database_url:
-        click.echo(settings.database_url)
+        click.echo(
+            (settings.database_owner_url or settings.database_url)
+            if owner
+            else settings.database_url
+        )
         return
     from portal import embedded
 
     # The URL is used after this command exits (psql "$(portal db url)"), so leave the server
     # up; the next `portal dev` joins it and stops it when it ends.
-    click.echo(embedded.postgres_url(settings.instance_path, keep_running=True))
+    runtime_url, owner_url = embedded.postgres_urls(settings.instance_path, keep_running=True)
+    click.echo(owner_url if owner else runtime_url)
 
 
 # ---- tenants ------------------------------------------------------------------------------
@@ -460,6 +500,28 @@ def staff_create(email, name, role, password_stdin):
             session, email=email, name=name, role=role, password=password, actor=cli_actor()
         )
         click.echo(f"created staff member {member.email} ({member.role})")
+
+
+@staff.command("reset-mfa")
+@click.option("--email", required=True)
+@command_errors
+def staff_reset_mfa(email):
+    """Remove a staff member's MFA (lost device) and end their sessions; audited. They enrol
+    again at their next sign-in."""
+    from portal.console.services import find_staff, reset_staff_mfa
+
+    configure_services()
+    with db.platform_scope() as session:
+        member = find_staff(session, email, lock=True)
+        if member is None:
+            raise CLIError(f"no staff member with email {email}")
+        changed = reset_staff_mfa(session, member, actor=cli_actor())
+    if changed:
+        click.echo(
+            f"reset two-factor authentication of {member.email}; they enrol again at sign-in"
+        )
+    else:
+        click.echo(f"{member.email} has no two-factor authentication to reset")
 
 
 # ---- tenant users -------------------------------------------------------------------------

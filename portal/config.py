@@ -21,6 +21,9 @@ class Settings:
     env: str = "development"
     secret_key: str = DEFAULT_SECRET_KEY
     database_url: str | None = None
+    # DDL (migrations, provisioning, purge) connects as this owner role; requests and jobs as
+    # the runtime role of `database_url`, which owns nothing (issue 11 §6).
+    database_owner_url: str | None = None
     redis_url: str | None = None
     base_domain: str = "localhost"
     instance_path: Path = ROOT / "instance"
@@ -42,6 +45,22 @@ class Settings:
     mail_from: str = "portal@localhost"
     # Scheme of links in mail (invitations, password resets); https in production.
     url_scheme: str = "http"
+    # Every MSP staff member must use two-factor authentication; without it enrolled, a
+    # signed-in member can only enrol or sign out (issue 11 §2).
+    staff_mfa_required: bool = True
+    # /metrics: with a token, only requests bearing it; without, loopback and these networks.
+    metrics_token: str | None = None
+    metrics_allow: tuple[str, ...] = ()
+    # Sign-in flood (issue 11 §5): form posts to the password endpoints per client address
+    # (IPv6 per /64) per sliding window, answered 429 beyond it before any hashing; the
+    # password hashes one process computes at once, a sign-in waiting at most this long for a
+    # slot; and those the whole machine computes at once (through Redis, no wait; 0: no
+    # machine-wide cap). Past a cap: a 503 (portal/passwords.py, portal/auth/flood.py).
+    sign_in_rate_limit: int = 30
+    sign_in_rate_window: int = 60
+    password_hash_concurrency: int = 2
+    password_hash_wait_ms: int = 1000
+    password_hash_host_concurrency: int = 1
 
     @property
     def production(self) -> bool:
@@ -59,10 +78,28 @@ class Settings:
         """Refuse settings that would be unsafe in production."""
         if self.env not in ("development", "production"):
             raise ConfigError(f"PORTAL_ENV must be 'development' or 'production', not {self.env!r}")
+        for name in ("sign_in_rate_limit", "sign_in_rate_window", "password_hash_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.upper()} must be at least 1")
+        if self.password_hash_wait_ms < 0 or self.password_hash_host_concurrency < 0:
+            raise ConfigError(
+                "PASSWORD_HASH_WAIT_MS and PASSWORD_HASH_HOST_CONCURRENCY must not be negative"
+            )
+        if self.database_owner_url and not self.database_url:
+            raise ConfigError("DATABASE_OWNER_URL needs DATABASE_URL (the runtime role) beside it")
         if self.production:
             if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
                 raise ConfigError(
                     "PORTAL_ENV=production needs SECRET_KEY set to a random value of 32+ characters"
+                )
+            if self.database_url and (
+                not self.database_owner_url or self.database_owner_url == self.database_url
+            ):
+                # Serving requests as the owner of the tables would let any SQL injection
+                # disable the audit trigger or leave a tenant's role (issue 11 §6).
+                raise ConfigError(
+                    "PORTAL_ENV=production needs DATABASE_OWNER_URL (migrations and provisioning) "
+                    "beside a DATABASE_URL for a runtime role that owns nothing"
                 )
 
 
@@ -87,6 +124,22 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _networks(name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks ("10.0.0.0/8, 192.0.2.7"), checked here."""
+    import ipaddress
+
+    values = []
+    for part in (os.environ.get(name) or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not an address or network") from None
+    return tuple(values)
+
+
 def load_settings(**overrides) -> Settings:
     """Read settings from the environment; `.env` in the working directory is read first."""
     load_dotenv(os.environ.get("PORTAL_DOTENV", ".env"), override=False)
@@ -95,6 +148,7 @@ def load_settings(**overrides) -> Settings:
         env=os.environ.get("PORTAL_ENV", "development"),
         secret_key=os.environ.get("SECRET_KEY") or DEFAULT_SECRET_KEY,
         database_url=os.environ.get("DATABASE_URL") or None,
+        database_owner_url=os.environ.get("DATABASE_OWNER_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
         base_domain=(os.environ.get("PORTAL_BASE_DOMAIN") or "localhost").lower().strip("."),
         instance_path=instance,
@@ -115,6 +169,14 @@ def load_settings(**overrides) -> Settings:
         mail_from=os.environ.get("MAIL_FROM") or "portal@localhost",
         url_scheme=os.environ.get("PORTAL_URL_SCHEME")
         or ("https" if os.environ.get("PORTAL_ENV") == "production" else "http"),
+        staff_mfa_required=_bool("STAFF_MFA_REQUIRED", True),
+        metrics_token=os.environ.get("METRICS_TOKEN") or None,
+        metrics_allow=_networks("METRICS_ALLOW"),
+        sign_in_rate_limit=_int("SIGN_IN_RATE_LIMIT", 30),
+        sign_in_rate_window=_int("SIGN_IN_RATE_WINDOW", 60),
+        password_hash_concurrency=_int("PASSWORD_HASH_CONCURRENCY", 2),
+        password_hash_wait_ms=_int("PASSWORD_HASH_WAIT_MS", 1000),
+        password_hash_host_concurrency=_int("PASSWORD_HASH_HOST_CONCURRENCY", 1),
     )
     values.update(overrides)
     settings = Settings(**values)

@@ -6,11 +6,18 @@ placeholder schema `tenant`; `tenant_scope` maps it to `tenant_<slug>` with SQLA
 a role that can reach nothing outside its own schema. The caller that opens a scope owns its
 one transaction: services flush, the scope commits (or rolls back) and then runs the callbacks
 registered with `on_commit`.
+
+Two database roles (issue 11 §6). Requests and jobs connect as the runtime role (`engine`),
+which owns nothing: data privileges on the platform tables (INSERT and SELECT only on the audit
+trail) and membership in each tenant role, so it cannot alter a table, disable the audit
+trigger or, after `RESET ROLE`, read any tenant's tables. Migrations and the DDL of
+provisioning and purge run as the owner role (`owner_engine`, `owner_connection`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import time
@@ -18,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -77,30 +84,85 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.url: str | None = None
+        # The owner role's engine, for DDL only (migrations, provisioning, purge); the same
+        # object as `engine` when one URL serves both (development without a runtime role).
+        self.owner_engine: Engine | None = None
+        self.owner_url: str | None = None
+        self._runtime_role: str | None = None
         self._fork_hook = False
 
-    def configure(self, url: str, **engine_options) -> None:
-        if self.engine is not None and self.url == url:
+    def configure(self, url: str, owner_url: str | None = None, **engine_options) -> None:
+        """Requests and jobs connect with `url` (the runtime role); DDL with `owner_url`."""
+        owner_url = owner_url or url
+        if self.engine is not None and self.url == url and self.owner_url == owner_url:
             return
-        if self.engine is not None:
-            self.engine.dispose()
-        options = dict(pool_size=10, max_overflow=20, pool_recycle=1800)
+        self.dispose()
+        self._runtime_role = None
+        # hide_parameters: a database error's text (logged, or shown in a traceback) carries
+        # the statement but not its bound values, which hold emails and other personal data.
+        options = dict(pool_size=10, max_overflow=20, pool_recycle=1800, hide_parameters=True)
         options.update(engine_options)
-        self.url = url
+        self.url, self.owner_url = url, owner_url
         self.engine = create_engine(sqlalchemy_url(url), **options)
         _ping_idle_connections(self.engine)
+        if owner_url == url:
+            self.owner_engine = self.engine
+        else:
+            self.owner_engine = create_engine(
+                sqlalchemy_url(owner_url),
+                pool_size=2,
+                max_overflow=8,
+                pool_recycle=1800,
+                hide_parameters=True,
+            )
+            _ping_idle_connections(self.owner_engine)
         if not self._fork_hook:
             # A forked RQ work horse must not share pooled connections with its parent.
             os.register_at_fork(after_in_child=self._after_fork)
             self._fork_hook = True
 
+    @property
+    def split_roles(self) -> bool:
+        """Whether requests run as a runtime role distinct from the owner of the tables."""
+        return self.owner_engine is not None and self.owner_engine is not self.engine
+
     def _after_fork(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose(close=False)
+        for engine in {self.engine, self.owner_engine} - {None}:
+            engine.dispose(close=False)
 
     def dispose(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+        for engine in {self.engine, self.owner_engine} - {None}:
+            engine.dispose()
+
+    def _require_owner_engine(self) -> Engine:
+        self._require_engine()
+        return self.owner_engine
+
+    def owner_connection(self, session: Session) -> Connection:
+        """A connection as the owner role for DDL that belongs with `session`'s transaction.
+
+        With one role for both, that is the session's own connection (one transaction). With
+        a runtime role, it is an owner connection whose transaction commits just before the
+        session's (`before_commit`) and rolls back with it; should the session's commit then
+        fail, the statements registered with `on_owner_undo` run to take the DDL back.
+        """
+        if not self.split_roles:
+            return session.connection()
+        connection = session.info.get("owner_connection")
+        if connection is None:
+            connection = self._require_owner_engine().connect()
+            connection.begin()
+            session.info["owner_connection"] = connection
+        return connection
+
+    def runtime_role(self) -> str | None:
+        """The runtime role's name when it is distinct from the owner (else None)."""
+        if not self.split_roles:
+            return None
+        if self._runtime_role is None:
+            with self.engine.connect() as conn:
+                self._runtime_role = conn.exec_driver_sql("SELECT current_user").scalar()
+        return self._runtime_role
 
     def _require_engine(self) -> Engine:
         if self.engine is None:
@@ -193,8 +255,53 @@ def _scope_transaction(session: Session, transaction, connection) -> None:
         connection.exec_driver_sql(f'SET LOCAL ROLE "{schema}"')
 
 
+def on_owner_undo(session: Session, statements: list[str]) -> None:
+    """DDL that undoes what the session's owner connection committed, should the session's own
+    commit fail after it (see `Database.owner_connection`)."""
+    if db.split_roles:
+        session.info.setdefault("owner_undo", []).extend(statements)
+
+
+@event.listens_for(Session, "before_commit")
+def _commit_owner_ddl(session: Session) -> None:
+    connection = session.info.pop("owner_connection", None)
+    if connection is None:
+        return
+    try:
+        connection.commit()
+    finally:
+        connection.close()
+    session.info["owner_committed"] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _end_owner_ddl(session: Session, transaction) -> None:
+    if transaction.parent is not None:
+        return
+    connection = session.info.pop("owner_connection", None)
+    if connection is not None:  # the session rolled back (or closed) before committing
+        try:
+            connection.rollback()
+        finally:
+            connection.close()
+    undo = session.info.pop("owner_undo", [])
+    if session.info.pop("owner_committed", False) and undo:
+        # The owner's DDL committed but the session's commit did not: take the DDL back.
+        for statement in undo:  # each on its own: a role still used elsewhere stays
+            try:
+                with db._require_owner_engine().begin() as owner:
+                    owner.exec_driver_sql(statement)
+            except Exception as exc:
+                logging.getLogger(__name__).warning(
+                    "could not undo owner DDL after a failed commit",
+                    extra={"statement": statement, "error": type(exc).__name__},
+                )
+
+
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
+    session.info.pop("owner_committed", None)
+    session.info.pop("owner_undo", None)
     callbacks = session.info.pop("on_commit", [])
     for _, callback in callbacks:
         callback()
@@ -228,6 +335,80 @@ def query_each_schema(connection, schemas: list[str], template: str, chunk: int 
             selects.append(f"SELECT '{name}' AS schema, ({per_schema}) AS value")
         for row in connection.execute(text(" UNION ALL ".join(selects))):
             yield row[0], row[1]
+
+
+# ---- the runtime role ----------------------------------------------------------------------
+
+
+def runtime_role_name(database: str) -> str:
+    """The runtime role of a database. Roles are cluster-wide, so the name carries the
+    database's: two databases on one cluster (CI's two runs, parallel developers) never share
+    one."""
+    base = re.sub(r"[^a-z0-9_]", "_", database.lower())
+    name = f"{base}_runtime"
+    if len(name) > 63:
+        digest = hashlib.sha256(database.encode()).hexdigest()[:8]
+        name = f"{base[:45]}_{digest}_runtime"
+    return name
+
+
+def ensure_runtime_role(owner_url: str, name: str | None = None) -> str:
+    """Create (or keep) the runtime role of the owner URL's database and return a URL for it.
+
+    The role logs in, owns nothing and inherits nothing (NOINHERIT: a tenant role's privileges
+    apply only after `SET ROLE`, so `RESET ROLE` leads back to no tenant at all); its grants
+    come from `grant_runtime`. Its password is derived from the owner URL, so every process
+    that knows that URL computes the same one and no secret needs storing; whoever knows the
+    owner URL already holds more than the runtime role can do.
+    """
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    owner = make_url(owner_url)
+    name = name or runtime_role_name(owner.database or "postgres")
+    password = hashlib.sha256(f"portal-runtime-role\0{name}\0{owner_url}".encode()).hexdigest()
+    options = sql.SQL("LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION")
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
+        statement = sql.SQL("{} {} {} PASSWORD {}").format(
+            verb, sql.Identifier(name), options, sql.Literal(password)
+        )
+        try:
+            conn.execute(statement)
+        except psycopg.errors.DuplicateObject:
+            pass  # created by a process starting beside this one, with the same password
+    runtime = owner.set(username=name, password=password)
+    return runtime.render_as_string(hide_password=False)
+
+
+def grant_runtime(connection: Connection, role: str) -> None:
+    """Give the runtime role what requests and jobs need, as the owner: data privileges on the
+    platform tables (only INSERT and SELECT on the audit trail, nothing on Alembic's version
+    table) and membership in every tenant role. Idempotent; run after every platform upgrade."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    statements = [
+        f"GRANT USAGE ON SCHEMA {PLATFORM_SCHEMA} TO {quoted}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {PLATFORM_SCHEMA} "
+        f"TO {quoted}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {PLATFORM_SCHEMA} TO {quoted}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON {PLATFORM_SCHEMA}.audit_entries FROM {quoted}",
+        f"REVOKE ALL ON {PLATFORM_SCHEMA}.alembic_version FROM {quoted}",
+    ]
+    connection.exec_driver_sql(";\n".join(statements))
+    roles = connection.execute(
+        text(
+            "SELECT r.rolname FROM pg_roles r WHERE r.rolname LIKE 'tenant\\_%' "
+            "AND r.rolname IN (SELECT 'tenant_' || replace(slug, '-', '_') FROM platform.tenants) "
+            "AND NOT pg_has_role(:role, r.oid, 'MEMBER')"
+        ),
+        {"role": role},
+    ).scalars()
+    names = [name for name in roles if _IDENT.match(name)]
+    for start in range(0, len(names), 500):
+        chunk = ", ".join(f'"{name}"' for name in names[start : start + 500])
+        connection.exec_driver_sql(f"GRANT {chunk} TO {quoted}")
 
 
 def load_models() -> None:

@@ -30,7 +30,7 @@ from portal.auth.services import TOTP_PURPOSE, describe_agent
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.config import Settings
 from portal.console.models import StaffUser
-from portal.console.services import create_staff
+from portal.console.services import create_staff, enrol_staff_mfa
 from portal.db import db
 from portal.passwords import hash_password
 from portal.permissions import BuiltinRole, Permission
@@ -40,6 +40,10 @@ from portal.tenancy.services import create_tenant, update_limits
 
 DEMO_PASSWORD = "demo-password-2026"
 DEMO_ADMIN = "admin@msp.example"
+# The demo staff admin's TOTP secret, so a newcomer can sign in to the console at once (staff
+# MFA is required): `portal dev` prints it and its otpauth:// URI, in development only. A
+# development value, public like the demo password; never use it for a real account.
+DEMO_STAFF_TOTP_SECRET = "DEMOMSPPORTALDEVSECRETONLY234567"
 # (slug, name, max users): room for the 53 people below, initech close to its limit.
 DEMO_TENANTS = (
     ("acme", "Acme Corporation", 250),
@@ -351,6 +355,11 @@ def seed_demo(settings: Settings) -> dict:
                 password=DEMO_PASSWORD,
                 actor=actor,
             )
+        admin = session.scalars(
+            select(StaffUser).where(func.lower(StaffUser.email) == DEMO_ADMIN).with_for_update()
+        ).first()
+        if admin is not None and not admin.mfa_enabled and not admin.mfa_secret:
+            enrol_staff_mfa(session, admin, DEMO_STAFF_TOTP_SECRET, actor=actor)
     for slug, name, max_users in DEMO_TENANTS:
         with db.platform_scope() as session:
             tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
@@ -370,6 +379,15 @@ def seed_demo(settings: Settings) -> dict:
         with db.tenant_scope(tenant) as session:
             seed_tenant_people(session, tenant, actor=actor)
     return {"admin": DEMO_ADMIN, "tenants": [slug for slug, _, _ in DEMO_TENANTS]}
+
+
+def staff_mfa_lines() -> list[str]:
+    """What `portal dev` prints (development only) for the demo admin's second step."""
+    uri = mfa.provisioning_uri(DEMO_STAFF_TOTP_SECRET, account=DEMO_ADMIN, issuer="MSP Portal")
+    return [
+        f"  Staff TOTP secret {mfa.format_secret(DEMO_STAFF_TOTP_SECRET)}  (development only)",
+        f"  Staff TOTP URI    {uri}",
+    ]
 
 
 def sign_in_lines(slugs, *, base_domain: str, port: int) -> list[str]:

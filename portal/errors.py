@@ -6,7 +6,10 @@ import logging
 
 from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from portal.passwords import HashingBusy
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +22,10 @@ MESSAGES = {
     422: ("Check your input", "Some of what you entered needs correcting."),
     429: ("Slow down", "Too many requests. Wait a moment and try again."),
     500: ("Something went wrong", "The portal hit an unexpected error. It has been logged."),
+    503: ("Busy for a moment", "The portal cannot answer this right now. Try again shortly."),
 }
+# Seconds a client is asked to wait when sign-in cannot run (Redis unreachable).
+REDIS_DOWN_RETRY_AFTER = 30
 
 
 def render_error(code: int, title: str | None = None, message: str | None = None, **context):
@@ -53,6 +59,31 @@ def init_app(app: Flask) -> None:
                 "given, or ask your administrator for the right link.",
             )
         return render_error(exc.code or 500)
+
+    @app.errorhandler(HashingBusy)
+    def hashing_busy(exc: HashingBusy):
+        # Every password-hashing slot of this process, or of this machine, is taken (a sign-in
+        # flood): refuse this attempt quickly instead of queueing it behind the others, so
+        # other pages keep answering (portal/passwords.py).
+        body, status = render_error(
+            503,
+            "Too many sign-ins at once",
+            "The portal is checking many passwords right now. Wait a few seconds and try again.",
+        )
+        return body, status, {"Retry-After": str(exc.retry_after)}
+
+    @app.errorhandler(RedisError)
+    def redis_unavailable(exc: RedisError):
+        # Sign-in and the other throttled forms fail closed without Redis: no attempt goes
+        # through uncounted. Pages that do not need Redis keep working.
+        log.error("redis unavailable", extra={"path": request.path, "error": type(exc).__name__})
+        body, status = render_error(
+            503,
+            "Temporarily unavailable",
+            "Signing in and some other actions are paused while the portal reconnects to a "
+            "service it needs. Your data is safe. Try again in a minute.",
+        )
+        return body, status, {"Retry-After": str(REDIS_DOWN_RETRY_AFTER)}
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

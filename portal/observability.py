@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 
@@ -39,6 +40,59 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+# Bound values a database error can carry into its text: PostgreSQL's DETAIL ("Key
+# (lower(email))=(ada@example.com) already exists") and CONTEXT lines, SQLAlchemy's
+# "[parameters: ...]" (the engines also set hide_parameters), and the value quoted in
+# "invalid input syntax for type ...: "..."". The statement itself stays, for debugging.
+_DB_VALUES = (
+    (re.compile(r"^(\s*(?:DETAIL|CONTEXT):).*$", re.M), r"\1 [hidden]"),
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters hidden]"),
+    (
+        re.compile(r'((?:invalid input (?:syntax|value) for|malformed)[^:\n]*: )"[^"\n]*"'),
+        r'\1"[hidden]"',
+    ),
+)
+
+
+def redact_db_values(text: str) -> str:
+    """`text` (a log message or traceback) without the values a database error carries."""
+    for pattern, replacement in _DB_VALUES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingJsonFormatter(JsonFormatter):
+    """JSON log lines whose text fields (message, traceback, extras) carry no bound values of
+    database errors: those hold emails and other personal data (issue 11 §6)."""
+
+    def process_log_record(self, log_data):
+        return {key: _redact(value) for key, value in super().process_log_record(log_data).items()}
+
+
+def _redact(value):
+    if isinstance(value, str):
+        return redact_db_values(value)
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    return value
+
+
+def log_handler(stream=None) -> logging.Handler:
+    """The portal's log handler: JSON lines on `stream` (stderr) with request id and tenant."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        RedactingJsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    handler.addFilter(RequestContextFilter())
+    return handler
+
+
 _configured = False
 
 
@@ -47,15 +101,7 @@ def configure_logging(settings) -> None:
     if _configured:
         return
     _configured = True
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "{asctime}{levelname}{name}{message}",
-            style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        )
-    )
-    handler.addFilter(RequestContextFilter())
+    handler = log_handler(sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,40 +30,77 @@ def _encode(values: tuple) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
 
 
+MAX_CURSOR = 8192  # characters; the longest cursor we issue (a 320-character email) is ~5,000
+_BIGINT = 2**63
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a cursor value")  # NaN, Infinity
+
+
+def _storable(value: Any) -> bool:
+    """Whether PostgreSQL can take `value` as a bound parameter without failing: text without
+    NUL or lone surrogates, integers within bigint, finite floats, datetimes."""
+    if isinstance(value, bool):
+        return False  # a boolean is never a sort key here; `True > 1` would fail in SQL
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON)
+            return False
+        return True
+    if isinstance(value, int):
+        return -_BIGINT <= value < _BIGINT
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, datetime)
+
+
 def _decode(cursor: str | None, width: int) -> tuple | None:
-    if not cursor:
+    """The values of a cursor made by `_encode`, or None if it is not one (tampered, stale or
+    truncated): every value is then safe to bind, though not yet checked against its column."""
+    if not cursor or len(cursor) > MAX_CURSOR:
         return None
     try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = json.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)),
+            parse_constant=_reject_constant,
+        )
+        if not isinstance(raw, list) or len(raw) != width:
+            return None
         values = tuple(datetime.fromisoformat(v["t"]) if isinstance(v, dict) else v for v in raw)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
+        # ValueError covers bad base64 (binascii.Error), bad UTF-8 and JSON, and integers with
+        # more digits than Python converts; RecursionError, "[[[[…" nested thousands deep.
         return None
-    if len(values) != width or not all(isinstance(v, str | int | float | datetime) for v in values):
+    if not all(_storable(v) for v in values):
         return None
     return values
 
 
-_BIGINT = 2**63
-
-
 def _fits(values: tuple | None, columns: list[Any]) -> tuple | None:
     """`values` if each one suits its column's type (a tampered cursor holding text for a
-    number, or a number out of range, would make PostgreSQL fail), else None: the first page."""
+    number, or a number out of range, would make PostgreSQL fail), else None: the first page.
+    A column of unknown type (a bare SQL function) takes text only."""
     if values is None:
         return None
     for value, column in zip(values, columns, strict=True):
         try:
             expected = column.type.python_type
         except (AttributeError, NotImplementedError):
-            continue
+            expected = str
         if expected is int:
-            ok = type(value) is int and -_BIGINT <= value < _BIGINT
+            ok = type(value) is int
         elif expected is float:
             ok = type(value) in (int, float)
         elif expected is datetime:
             ok = isinstance(value, datetime)
+        elif expected is str or issubclass(expected, str):
+            ok = isinstance(value, str)
         else:
-            ok = isinstance(value, expected) and not isinstance(value, bool)
+            ok = isinstance(value, expected)
         if not ok:
             return None
     return values

@@ -1,14 +1,37 @@
-"""Redis connection and RQ queues; jobs are enqueued only after the transaction commits."""
+"""Redis connection and RQ queues; jobs are enqueued only after the transaction commits.
+
+A request never waits long on Redis: connecting and each reply time out after about a second,
+and only a refused or dropped connection is retried (once, at once; a stale pooled connection
+after a Redis restart), never a timeout, so a hung Redis costs a request ~1 s, not redis-py's
+default of four tries with backoff. The caller then fails (sign-in answers a designed 503, see
+portal/errors.py). RQ workers raise the read timeout of their own connection for blocking pops.
+"""
 
 from __future__ import annotations
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 from rq import Queue
 from sqlalchemy.orm import Session
 
 from portal.db import on_commit
 
 QUEUES = ("default", "exports", "retention", "webhooks")
+SOCKET_TIMEOUT_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 1.0
+
+
+def connect(url: str) -> Redis:
+    """A client for `url` with the short timeouts and single retry described above."""
+    return Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry_on_timeout=False,
+    )
 
 
 class Queues:
@@ -19,7 +42,7 @@ class Queues:
     def configure(self, url: str) -> None:
         if url != self.url:
             self.url = url
-            self._redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+            self._redis = connect(url)
 
     @property
     def redis(self) -> Redis:

@@ -25,7 +25,11 @@ from portal.db import db
 from portal.tenancy import routing
 from portal.tenancy.routing import TenantRef
 
-ALWAYS_PLATFORM_PATHS = ("/healthz", "/readyz", "/metrics")
+# Liveness answers on every host (a load balancer may probe by address). Readiness and metrics
+# are for operators: served on the base domain only, so a tenant's host (custom domains
+# included) answers them with its designed 404 (issue 11 §6); /metrics also checks a token or
+# the client's address (portal/ops.py).
+ALWAYS_PLATFORM_PATHS = ("/healthz",)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -237,15 +241,29 @@ def when(value: datetime | None) -> Markup:
     """A relative time ("3 min ago") with the exact UTC time on hover (app.js localises it)."""
     if value is None:
         return Markup("never")
+    if value.tzinfo is None:  # RQ hands out naive UTC times
+        value = value.replace(tzinfo=UTC)
+    # HTML allows at most three fraction digits in a datetime (the validator rejects six).
+    machine = value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return Markup(
-        f'<time datetime="{escape(value.isoformat())}" title="{escape(exact(value))}">'
+        f'<time datetime="{escape(machine)}" title="{escape(exact(value))}">'
         f"{escape(ago(value))}</time>"
     )
+
+
+def first_focus() -> bool:
+    """True the first time a request asks: HTML allows one `autofocus` in a page, so a form
+    with several errors focuses the first of them (the form macros ask before setting it)."""
+    if g.get("autofocus_taken"):
+        return False
+    g.autofocus_taken = True
+    return True
 
 
 def init_app(app: Flask) -> None:
     app.add_template_global(status_badge)
     app.add_template_global(when)
+    app.add_template_global(first_focus)
     app.add_template_filter(detail)
     app.add_template_filter(ago)
     app.add_template_filter(exact)

@@ -18,18 +18,27 @@ from portal.db import db
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("PORTAL_INSTANCE_PATH") or ROOT / "instance")
 PASSWORD = "correct horse battery staple"
+# The TOTP secret `make_staff` enrols every staff member with (STAFF_MFA_REQUIRED is on).
+STAFF_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 SECRET = "test-secret-key-" + "x" * 32
 
 
 @pytest.fixture(scope="session")
 def urls():
-    """Database and Redis URLs for the whole run, starting the embedded servers if needed."""
-    database = os.environ.get("TEST_DATABASE_URL") or embedded.postgres_url(INSTANCE, "portal_test")
+    """Database and Redis URLs for the whole run, starting the embedded servers if needed.
+
+    TEST_DATABASE_URL (or the embedded server) is the owner role; the app serves requests and
+    jobs as the runtime role derived from the database's name, as in production, so every
+    test proves the runtime role's privileges suffice."""
+    from portal.db import ensure_runtime_role
+
+    owner = os.environ.get("TEST_DATABASE_URL") or embedded.postgres_url(INSTANCE, "portal_test")
+    database = ensure_runtime_role(owner)
     # A Redis of the tests' own (not the one `portal dev` may be running), stopped at the end.
     redis = os.environ.get("TEST_REDIS_URL") or embedded.redis_url(
         INSTANCE, filename="redis-test.db"
     )
-    yield {"database_url": database, "redis_url": redis}
+    yield {"database_url": database, "database_owner_url": owner, "redis_url": redis}
     from portal.queue import queues
 
     db.dispose()
@@ -51,16 +60,20 @@ def app(urls):
 
 @pytest.fixture(autouse=True)
 def _clear_sign_in_throttle(request):
-    """Every test starts with no sign-in failures counted (all test clients share 127.0.0.1)."""
+    """Every test starts with no sign-in failures or flood refusals counted (all test clients
+    share 127.0.0.1)."""
     if "app" not in request.fixturenames:
         yield
         return
     request.getfixturevalue("app")
     from portal.queue import queues
 
+    from portal.auth.flood import forget_refused
+
     keys = list(queues.redis.scan_iter("throttle:*"))
     if keys:
         queues.redis.delete(*keys)
+    forget_refused()  # this process's memory of addresses the sign-in flood limit refused
     yield
 
 
@@ -118,19 +131,53 @@ def tenant(make_tenant):
     return make_tenant()
 
 
+def staff_code(member) -> str:
+    """A TOTP code the staff member (enrolled with STAFF_TOTP_SECRET) has not used yet: the
+    earliest step of the accepted window (±1 step) after the last one accepted. Up to three
+    sign-ins of one member per 30 seconds."""
+    import time
+
+    import pyotp
+
+    from portal.auth import mfa
+    from portal.console.models import StaffUser
+
+    with db.platform_scope() as session:
+        last = session.get(StaffUser, member.id).mfa_last_step
+    current = int(time.time() // mfa.STEP_SECONDS)
+    step = current - mfa.WINDOW if last is None else max(current - mfa.WINDOW, last + 1)
+    if step > current + mfa.WINDOW:
+        time.sleep((step - mfa.WINDOW) * mfa.STEP_SECONDS - time.time() + 0.1)
+    return pyotp.TOTP(STAFF_TOTP_SECRET).generate_otp(step)
+
+
+def sign_in_staff(client, member, *, password: str = PASSWORD, host: str = "localhost"):
+    """Both steps of a staff sign-in with the test client; returns the last response."""
+    first = client.post(
+        "/sign-in", data={"email": member.email, "password": password}, headers={"Host": host}
+    )
+    if first.status_code != 303 or not first.location.endswith("/sign-in/verify"):
+        return first
+    return client.post("/sign-in/verify", data={"code": staff_code(member)}, headers={"Host": host})
+
+
 @pytest.fixture
 def make_staff(app):
+    """Create staff members for this test, enrolled in MFA with STAFF_TOTP_SECRET unless
+    `mfa=False`; they are deleted afterwards."""
     from portal.console.models import StaffUser
-    from portal.console.services import create_staff
+    from portal.console.services import create_staff, enrol_staff_mfa
 
     created: list[int] = []
 
-    def make(role: str = "platform_admin"):
+    def make(role: str = "platform_admin", *, mfa: bool = True):
         email = f"staff-{secrets.token_hex(5)}@msp.example"
         with db.platform_scope() as session:
             member = create_staff(
                 session, email=email, role=role, password=PASSWORD, actor=Actor.system("test")
             )
+            if mfa:
+                enrol_staff_mfa(session, member, STAFF_TOTP_SECRET, actor=Actor.system("test"))
             created.append(member.id)
         return member
 
@@ -144,15 +191,12 @@ def make_staff(app):
 
 @pytest.fixture
 def sign_in_as(client, make_staff):
-    """Sign the test client in as a new staff member with `role`; returns the member."""
+    """Sign the test client in as a new staff member with `role` (both steps: password, then
+    the TOTP code); returns the member."""
 
     def sign_in(role: str = "platform_admin"):
         member = make_staff(role)
-        response = client.post(
-            "/sign-in",
-            data={"email": member.email, "password": PASSWORD},
-            headers={"Host": "localhost"},
-        )
+        response = sign_in_staff(client, member)
         assert response.status_code == 303, response.data
         return member
 
@@ -169,7 +213,11 @@ def run_cli(urls):
     runner = CliRunner()
 
     def run(*args, input=None):
-        env = {"DATABASE_URL": urls["database_url"], "REDIS_URL": urls["redis_url"]}
+        env = {
+            "DATABASE_URL": urls["database_url"],
+            "DATABASE_OWNER_URL": urls["database_owner_url"],
+            "REDIS_URL": urls["redis_url"],
+        }
         return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
     return run

@@ -88,6 +88,75 @@ def test_staff_create_refuses_a_short_password(run_cli):
     assert result.exit_code == 2 and "at least 12" in result.output
 
 
+def test_staff_create_refuses_a_common_password(run_cli):
+    result = run_cli(
+        "staff",
+        "create",
+        "--email",
+        "common@msp.example",
+        "--role",
+        "support",
+        "--password-stdin",
+        input="password1234\n",
+    )
+    assert result.exit_code == 2 and "most common passwords" in result.output
+
+
+def test_staff_reset_mfa_clears_mfa_ends_sessions_and_is_audited(run_cli, app, make_staff):
+    from sqlalchemy import select
+
+    from portal.compliance.models import PlatformAuditEntry
+    from portal.console.models import StaffBackupCode, StaffSession, StaffUser
+    from portal.db import db
+    from tests.conftest import sign_in_staff
+
+    member = make_staff()
+    assert sign_in_staff(app.test_client(), member).status_code == 303
+    result = run_cli("staff", "reset-mfa", "--email", member.email.upper())
+    assert result.exit_code == 0, result.output
+    assert f"reset two-factor authentication of {member.email}" in result.output
+    with db.platform_scope() as session:
+        row = session.get(StaffUser, member.id)
+        assert row.mfa_enabled_at is None and row.mfa_secret is None
+        assert not session.scalars(
+            select(StaffBackupCode).where(StaffBackupCode.staff_id == member.id)
+        ).all()
+        assert not session.scalars(
+            select(StaffSession).where(StaffSession.staff_id == member.id)
+        ).all()
+        entry = session.scalars(
+            select(PlatformAuditEntry)
+            .where(PlatformAuditEntry.action == "console:staff:mfa_reset")
+            .where(PlatformAuditEntry.target_id == str(member.id))
+        ).one()
+        assert entry.actor_type == "system" and entry.detail == {"sessions_ended": 1}
+    again = run_cli("staff", "reset-mfa", "--email", member.email)
+    assert again.exit_code == 0 and "no two-factor authentication to reset" in again.output
+
+
+def test_staff_reset_mfa_of_an_unknown_email_exits_2(run_cli, app):
+    result = run_cli("staff", "reset-mfa", "--email", "nobody-here@msp.example")
+    assert result.exit_code == 2
+    assert "no staff member with email nobody-here@msp.example" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_after_reset_mfa_the_member_must_enrol_at_the_next_sign_in(run_cli, app, make_staff):
+    from tests.conftest import PASSWORD
+
+    member = make_staff()
+    run_cli("staff", "reset-mfa", "--email", member.email)
+    client = app.test_client()
+    signed_in = client.post(
+        "/sign-in",
+        data={"email": member.email, "password": PASSWORD},
+        headers={"Host": "localhost"},
+    )
+    assert signed_in.status_code == 303 and signed_in.location == "/"
+    response = client.get("/tenants", headers={"Host": "localhost"})
+    assert response.status_code == 302 and response.location == "/account"
+
+
 def test_tenants_migrate_reports_all_at_head(run_cli, tenant):
     result = run_cli("tenants", "migrate", "--jobs", "2")
     assert result.exit_code == 0, result.output

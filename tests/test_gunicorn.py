@@ -26,6 +26,7 @@ def gunicorn(urls, app, tmp_path):
     env = dict(
         os.environ,
         DATABASE_URL=urls["database_url"],
+        DATABASE_OWNER_URL=urls["database_owner_url"],
         REDIS_URL=urls["redis_url"],
         SECRET_KEY="gunicorn-test-secret-" + "x" * 20,
         GUNICORN_BIND=f"127.0.0.1:{port}",

@@ -22,18 +22,18 @@ from wtforms.validators import (
     DataRequired,
     InputRequired,
     Length,
-    NumberRange,
     Optional,
     ValidationError,
 )
 
 from portal.permissions import TENANT_PERMISSIONS
+from portal.validation import WholeNumber
 
 
 def whole_number(low: int, high: int) -> list:
     return [
         InputRequired(message=f"Enter a whole number from {low} to {high}."),
-        NumberRange(min=low, max=high, message=f"Enter a whole number from {low} to {high}."),
+        WholeNumber(low, high, f"Enter a whole number from {low} to {high}."),
     ]
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import Select, exists, func, select, tuple_
+from sqlalchemy import Select, String, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from portal.accounts.models import User, UserRole, UserStatus
-from portal.pagination import Page, _decode, _encode, keyset_page
+from portal.pagination import Page, _decode, _encode, _fits, keyset_page
 from portal.permissions import BuiltinRole
 
 PAGE_SIZE = 50
@@ -151,8 +151,9 @@ def _conditions(
 
 
 SORT_EXPRESSIONS = {
-    "email": func.lower(User.email),
-    "name": func.lower(User.name),
+    # Typed, so keyset_page checks a cursor's value against text (lower() is untyped otherwise).
+    "email": func.lower(User.email, type_=String),
+    "name": func.lower(User.name, type_=String),
     "created": User.created_at,
 }
 
@@ -237,12 +238,11 @@ def _parse_cursor(cursor: str | None) -> tuple[str, tuple] | None:
     segment, _, rest = (cursor or "").partition(".")
     if segment not in (NEVER, DATED):
         return None
-    values = _decode(rest, 1 if segment == NEVER else 2)
-    if values is None or not isinstance(values[-1], int):
-        return None
-    if segment == DATED and not isinstance(values[0], datetime):
-        return None
-    return segment, values
+    # _decode leaves only values PostgreSQL can bind; _fits checks each against its column
+    # (an integer id, not a boolean; a time where the segment is dated).
+    _query, columns = _segment_query([], segment)
+    values = _fits(_decode(rest, len(columns)), columns)
+    return None if values is None else (segment, values)
 
 
 def _last_sign_in_page(

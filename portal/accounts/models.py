@@ -42,6 +42,12 @@ class User(TenantBase):
         Index("ix_users_created_order", "created_at", "id"),
         Index("ix_users_last_sign_in_order", "last_sign_in_at", "id"),
         Index("ix_users_status", "status"),
+        # The expiry job's search: only unconfirmed self-registrations have the column set.
+        Index(
+            "ix_users_registration_expires_at",
+            "registration_expires_at",
+            postgresql_where=text("registration_expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -61,6 +67,10 @@ class User(TenantBase):
     mfa_secret: Mapped[str | None] = mapped_column(String(255))
     mfa_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Set while a self-registration is unconfirmed: such a user does not count toward the
+    # tenant's max users, and is purged once this passes (jobs/accounts.py). Cleared when the
+    # link is used and the quota allows; admins' invitations never set it.
+    registration_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     @property
     def display_name(self) -> str:
@@ -69,6 +79,10 @@ class User(TenantBase):
     @property
     def mfa_enabled(self) -> bool:
         return self.mfa_enabled_at is not None
+
+    @property
+    def registration_pending(self) -> bool:
+        return self.registration_expires_at is not None
 
 
 class Role(TenantBase):

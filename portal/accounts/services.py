@@ -10,11 +10,21 @@ Invariants kept here:
 - At least one active tenant admin remains: suspending, deleting or demoting the last one is
   refused.
 - Suspending or deleting a user deletes all their sessions in the same transaction.
+- Nobody gets more than the actor holds (A10): a person (tenant user or staff visit, with the
+  permissions the door put on their Actor) grants or creates only roles whose permissions they
+  hold, never changes a role they hold, and changes nothing about a user who holds a permission
+  they lack. System actors (CLI, jobs) hold every permission.
+- A one-time link dies with what it was issued for: an email change voids a user's invitation
+  and reset links, a password change their reset links, suspension and deletion all of them.
+- Unconfirmed self-registrations do not count toward max users; they expire after
+  INVITATION_HOURS and are purged (purge_expired_registrations). Confirming one takes the quota
+  lock and checks the limit.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -56,9 +66,32 @@ class QuotaExceeded(AccountError):
 
 
 def validate_email(email: str | None) -> str:
+    """`email`, stripped, if it is an address that can be stored and found again.
+
+    Addresses are compared without regard to case: Python's lower case of what is typed
+    against PostgreSQL's lower(email) of what is stored (the unique index). The two agree
+    letter for letter except where Python's lower case is not one letter for one: "İ"
+    (U+0130) becomes "i̇" (two code points) in Python but "i" in PostgreSQL, and a word-final
+    "Σ" becomes "ς" in Python but "σ" in PostgreSQL. Such an address could never be found
+    again, and its twin ("İnci@…" beside "inci@…") passed the duplicate check and then hit
+    the unique index (a 500). They are refused, asking for the address in lower case, on
+    which both sides agree. Control characters and lone surrogates cannot be stored at all.
+    """
     email = (email or "").strip()
-    if len(email) > 320 or not EMAIL_RE.match(email):
+    if (
+        len(email) > 320
+        or not EMAIL_RE.match(email)
+        or any(unicodedata.category(c) in ("Cc", "Cs") for c in email)
+    ):
         raise AccountError("Enter a valid email address.", "email")
+    lowered = email.lower()
+    if len(lowered) != len(email) or lowered != "".join(c.lower() for c in email):
+        odd = next((c for c in email if len(c.lower()) != 1), "Σ")
+        raise AccountError(
+            f"Type the address in lower case: “{odd}” has more than one lower-case form, "
+            "so the address could not be matched reliably.",
+            "email",
+        )
     return email
 
 
@@ -70,8 +103,11 @@ def validate_name(name: str | None) -> str:
 
 
 def count_users(session: Session) -> int:
+    """Users that count toward max users: not deleted, and not an unconfirmed sign-up."""
     return session.scalar(
-        select(func.count()).select_from(User).where(User.status != UserStatus.DELETED)
+        select(func.count())
+        .select_from(User)
+        .where(User.status != UserStatus.DELETED, User.registration_expires_at.is_(None))
     )
 
 
@@ -202,6 +238,96 @@ def is_admin(permissions: frozenset[str]) -> bool:
     )
 
 
+# ---- never more than you hold (A10) --------------------------------------------------------
+
+
+def held_permissions(actor: Actor) -> frozenset[str]:
+    """The tenant permissions `actor` acts with: every one for the system (CLI, jobs, seeding);
+    for a person, what the door put on the Actor, and none when it put nothing (fail closed)."""
+    if actor.type == "system":
+        return frozenset(TENANT_PERMISSIONS)
+    return frozenset(actor.permissions or ()) & frozenset(TENANT_PERMISSIONS)
+
+
+def _listed(permissions) -> str:
+    return ", ".join(sorted(str(p) for p in permissions))
+
+
+def _is_actor(actor: Actor, user_id: int) -> bool:
+    return actor.type == "user" and actor.id == str(user_id)
+
+
+def user_change_refusal(
+    session: Session, user_id: int, *, actor: Actor, doing: str = "change"
+) -> str | None:
+    """Why `actor` may not change user `user_id` (who holds a permission the actor lacks), or
+    None. Your own account is always yours to change (within the other rules)."""
+    if _is_actor(actor, user_id):
+        return None
+    missing = permissions_for(session, user_id) - held_permissions(actor)
+    if not missing:
+        return None
+    return (
+        f"You cannot {doing} this user: they hold permissions you do not ({_listed(missing)}). "
+        "Ask someone who holds them."
+    )
+
+
+def ensure_may_change_user(
+    session: Session, user: User | int, *, actor: Actor, doing: str = "change"
+) -> None:
+    user_id = user if isinstance(user, int) else user.id
+    refusal = user_change_refusal(session, user_id, actor=actor, doing=doing)
+    if refusal:
+        raise AccountError(refusal)
+
+
+def grantable_role_keys(session: Session, actor: Actor, all_roles=None) -> set[str]:
+    """Keys of the roles `actor` may give: those whose permissions they all hold."""
+    held = held_permissions(actor)
+    return {r.key for r in (all_roles or roles(session)) if r.permissions <= held}
+
+
+def _ensure_grantable(session: Session, role_keys, *, actor: Actor, field: str = "roles") -> None:
+    held = held_permissions(actor)
+    for info in roles(session):
+        if info.key in set(role_keys or ()) and not info.permissions <= held:
+            raise AccountError(
+                f"You cannot give the role {info.name}: it has permissions you do not hold "
+                f"({_listed(info.permissions - held)}).",
+                field,
+            )
+
+
+def _held_role_keys(session: Session, actor: Actor) -> set[str]:
+    if actor.type != "user" or not (actor.id or "").isdigit():
+        return set()
+    return set(user_role_keys(session, int(actor.id)))
+
+
+def role_change_refusal(session: Session, role: Role | RoleInfo, *, actor: Actor) -> str | None:
+    """Why `actor` may not change or delete the tenant-defined `role`, or None: nobody changes
+    a role they hold, nor one with a permission they lack."""
+    if role.key in _held_role_keys(session, actor):
+        return f"You hold the role {role.name}, so someone else must change it."
+    missing = set(role.permissions) - held_permissions(actor)
+    if missing:
+        return (
+            f"The role {role.name} has permissions you do not hold ({_listed(missing)}); "
+            "only someone who holds them can change it."
+        )
+    return None
+
+
+def _ensure_permissions_held(permissions, *, actor: Actor) -> None:
+    missing = set(permissions) - held_permissions(actor)
+    if missing:
+        raise AccountError(
+            f"You cannot give a role permissions you do not hold ({_listed(missing)}).",
+            "permissions",
+        )
+
+
 # ---- roles --------------------------------------------------------------------------------
 
 
@@ -320,11 +446,13 @@ def create_role(
     taken = {r.key for r in roles(session)} | {r.name.lower() for r in roles(session)}
     if key in taken or name.lower() in taken:
         raise AccountError(f"A role named “{name}” already exists.", "name")
+    chosen = _validate_permissions(permissions)
+    _ensure_permissions_held(chosen, actor=actor)
     role = Role(
         key=key,
         name=name,
         description=(description or "").strip()[:500],
-        permissions=_validate_permissions(permissions),
+        permissions=chosen,
     )
     session.add(role)
     session.flush()
@@ -341,6 +469,9 @@ def create_role(
 def update_role(
     session: Session, role: Role, *, name: str, description: str, permissions, actor: Actor
 ) -> bool:
+    refusal = role_change_refusal(session, role, actor=actor)
+    if refusal:
+        raise AccountError(refusal)
     name = " ".join((name or "").split())
     if not 2 <= len(name) <= 100:
         raise AccountError("Give the role a name of 2 to 100 characters.", "name")
@@ -352,6 +483,7 @@ def update_role(
         "description": (description or "").strip()[:500],
         "permissions": _validate_permissions(permissions),
     }
+    _ensure_permissions_held(new["permissions"], actor=actor)
     before = {k: getattr(role, k) for k in new}
     if before == new:
         return False
@@ -371,6 +503,9 @@ def update_role(
 
 
 def delete_role(session: Session, role: Role, *, actor: Actor) -> None:
+    refusal = role_change_refusal(session, role, actor=actor)
+    if refusal:
+        raise AccountError(refusal)
     _ensure_admin_remains(session, removing_role=role.key, new_permissions=[])
     members = session.scalar(
         select(func.count()).select_from(UserRole).where(UserRole.role_key == role.key)
@@ -443,6 +578,8 @@ def set_user_roles(session: Session, user: User, role_keys, *, actor: Actor) -> 
     before = [k for k in user_role_keys(session, user.id) if k != BuiltinRole.MEMBER]
     if before == wanted:
         return False
+    ensure_may_change_user(session, user, actor=actor, doing="change the roles of")
+    _ensure_grantable(session, set(wanted) - set(before), actor=actor)
     admin_keys = _admin_role_keys(session)
     if set(before) & admin_keys and not set(wanted) & admin_keys:
         _ensure_admin_remains(session, losing_user=user.id)
@@ -480,11 +617,14 @@ def create_user(
     actor: Actor,
     action: AuditAction = AuditAction.USER_CREATE,
     check_password_policy: bool = True,
+    registration: bool = False,
 ) -> User:
     """Create a user in the session's tenant, never exceeding the tenant's max users.
 
     The quota check and the insert happen under a transaction-scoped advisory lock per tenant,
-    so concurrent creations are serialised and the count seen is the committed one.
+    so concurrent creations are serialised and the count seen is the committed one. A
+    self-registration (`registration`) is not counted until confirmed (accept_invitation
+    checks the quota then) and expires after INVITATION_HOURS.
     """
     tenant = session.info["tenant"]
     email = validate_email(email)
@@ -499,10 +639,15 @@ def create_user(
     unknown = [k for k in role_keys or () if k not in known_roles]
     if unknown:
         raise AccountError(f"Unknown role: {', '.join(unknown)}", "roles")
+    _ensure_grantable(session, set(role_keys or ()), actor=actor)
     _lock_user_quota(session)
     if session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
         raise AccountError("A user with this email already exists.", "email")
-    if tenant.max_users is not None and count_users(session) >= tenant.max_users:
+    if (
+        not registration
+        and tenant.max_users is not None
+        and count_users(session) >= tenant.max_users
+    ):
         raise QuotaExceeded(
             f"{tenant.name} has reached its limit of {tenant.max_users} users.", "email"
         )
@@ -514,6 +659,7 @@ def create_user(
         password_hash=hash_password(password) if password else None,
         password_changed_at=now if password else None,
         sign_in_count=0,
+        registration_expires_at=now + timedelta(hours=INVITATION_HOURS) if registration else None,
     )
     session.add(user)
     session.flush()
@@ -553,6 +699,14 @@ def issue_token(session: Session, user: User, purpose: TokenPurpose, hours: int)
     return token
 
 
+def void_tokens(session: Session, user_id: int, *purposes: TokenPurpose) -> int:
+    """Kill the user's unused one-time links (of `purposes`, or all); returns how many."""
+    query = delete(UserToken).where(UserToken.user_id == user_id, UserToken.used_at.is_(None))
+    if purposes:
+        query = query.where(UserToken.purpose.in_([str(p) for p in purposes]))
+    return session.execute(query).rowcount
+
+
 def redeem_token(
     session: Session, token: str, purpose: TokenPurpose, *, consume: bool = True
 ) -> User | None:
@@ -564,11 +718,14 @@ def redeem_token(
         .where(UserToken.token_hash == token_hash(token), UserToken.purpose == purpose)
         .with_for_update()
     ).first()
-    if row is None or row.used_at is not None or row.expires_at <= datetime.now(UTC):
+    now = datetime.now(UTC)
+    if row is None or row.used_at is not None or row.expires_at <= now:
         return None
     user = session.get(User, row.user_id, with_for_update=True)
     if user is None:
         return None
+    if user.registration_expires_at is not None and user.registration_expires_at <= now:
+        return None  # an unconfirmed sign-up past its time, waiting to be purged
     if consume:
         row.used_at = datetime.now(UTC)
         session.flush()
@@ -609,6 +766,8 @@ def invite_user(
 def resend_invitation(session: Session, user: User, *, actor: Actor, base_url: str) -> None:
     if user.status != UserStatus.INVITED:
         raise AccountError(f"{user.email} has already accepted the invitation.")
+    if user.registration_pending:  # an unconfirmed sign-up: its new link gets a new term
+        user.registration_expires_at = datetime.now(UTC) + timedelta(hours=INVITATION_HOURS)
     _send_invitation(session, user, actor=actor, base_url=base_url)
     record(
         session,
@@ -652,7 +811,27 @@ def register_user(
         raise AccountError("This organisation does not allow self-registration.")
     email = validate_email(email)
     name = validate_name(name)
-    existing = find_user(session, email)
+    existing = find_user(session, email, lock=True)
+    if (
+        existing is not None
+        and existing.status == UserStatus.INVITED
+        and existing.registration_pending
+    ):
+        # Registering again before confirming (or after the link expired, before the purge):
+        # a fresh link and a fresh expiry, as a person would expect.
+        if name:
+            existing.name = name
+        existing.registration_expires_at = datetime.now(UTC) + timedelta(hours=INVITATION_HOURS)
+        session.flush()
+        record(
+            session,
+            AuditAction.USER_REGISTER,
+            actor=actor,
+            target=("user", existing.id),
+            detail={"again": True},
+        )
+        _send_invitation(session, existing, actor=actor, base_url=base_url)
+        return None
     if existing is not None:
         if existing.status in (UserStatus.ACTIVE, UserStatus.INVITED):
             send_mail(
@@ -671,6 +850,24 @@ def register_user(
                 ),
             )
         return None
+    tenant = session.info["tenant"]
+    if tenant.max_users is not None and count_users(session) >= tenant.max_users:
+        # No link that could not be confirmed; the page answers the same either way.
+        send_mail(
+            session,
+            Mail(
+                to=email,
+                subject=f"{tenant.name} cannot take new accounts right now",
+                body=(
+                    "Someone (perhaps you) asked to register an account with this email "
+                    f"address at {tenant.name}, but the organisation has reached its number "
+                    "of users. Ask its administrator for an invitation.\n"
+                ),
+                kind="notice",
+                tenant_slug=tenant.slug,
+            ),
+        )
+        return None
     user = create_user(
         session,
         email=email,
@@ -678,15 +875,60 @@ def register_user(
         status=UserStatus.INVITED,
         actor=actor,
         action=AuditAction.USER_REGISTER,
+        registration=True,
     )
     _send_invitation(session, user, actor=actor, base_url=base_url)
     return user
 
 
+REGISTRATION_PURGE_BATCH = 200
+
+
+def purge_expired_registrations(
+    session: Session, *, actor: Actor, limit: int = REGISTRATION_PURGE_BATCH
+) -> int:
+    """Remove up to `limit` unconfirmed self-registrations whose time is over (their tokens,
+    roles and sessions go with them), each audited; returns how many. Rows another transaction
+    holds are skipped, so the job never waits on a sign-up being confirmed right now. The
+    caller commits, and calls again while a whole batch was removed."""
+    expired = session.scalars(
+        select(User)
+        .where(
+            User.status == UserStatus.INVITED,
+            User.registration_expires_at <= datetime.now(UTC),
+        )
+        .order_by(User.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for user in expired:
+        record(
+            session,
+            AuditAction.USER_REGISTRATION_EXPIRE,
+            actor=actor,
+            target=("user", user.id),
+            detail={
+                "registered_at": _plain(user.created_at),
+                "expired_at": _plain(user.registration_expires_at),
+            },
+        )
+    if expired:
+        ids = [user.id for user in expired]
+        session.execute(
+            delete(User).where(User.id.in_(ids)), execution_options={"synchronize_session": False}
+        )
+        for user in expired:
+            session.expunge(user)
+    return len(expired)
+
+
 def accept_invitation(
     session: Session, token: str, *, password: str, name: str | None = None, actor: Actor
 ) -> User | None:
-    """Set the invited user's password and activate them; None for a bad or used link."""
+    """Set the invited user's password and activate them; None for a bad or used link.
+
+    A self-registration counts toward max users from here: confirming it takes the quota lock
+    and is refused (QuotaExceeded, the link still good) while the organisation is full."""
     from portal.auth.password_policy import check_password
 
     user = redeem_token(session, token, TokenPurpose.INVITATION, consume=False)
@@ -695,7 +937,20 @@ def accept_invitation(
     check_password(
         password, email=user.email, min_length=security_settings(session).password_min_length
     )
+    confirming = user.registration_pending
+    if confirming:
+        tenant = session.info["tenant"]
+        _lock_user_quota(session)
+        if tenant.max_users is not None and count_users(session) >= tenant.max_users:
+            raise QuotaExceeded(
+                f"{tenant.name} has reached its limit of {tenant.max_users} users, so your "
+                "registration cannot be confirmed now. Ask its administrator to make room, "
+                f"then use this link again (it works until "
+                f"{user.registration_expires_at:%Y-%m-%d %H:%M} UTC)."
+            )
+        user.registration_expires_at = None
     redeem_token(session, token, TokenPurpose.INVITATION)
+    void_tokens(session, user.id, TokenPurpose.PASSWORD_RESET)
     if name is not None and validate_name(name):
         user.name = validate_name(name)
     user.password_hash = hash_password(password)
@@ -707,7 +962,7 @@ def accept_invitation(
         AuditAction.USER_ACTIVATE,
         actor=actor,
         target=("user", user.id),
-        detail={"via": "invitation"},
+        detail={"via": "registration" if confirming else "invitation"},
     )
     return user
 
@@ -716,9 +971,19 @@ def accept_invitation(
 
 
 def update_profile(
-    session: Session, user: User, *, name: str, email: str | None = None, actor: Actor
+    session: Session,
+    user: User,
+    *,
+    name: str,
+    email: str | None = None,
+    actor: Actor,
+    base_url: str | None = None,
 ) -> bool:
-    """Change name (and, for admins, email); returns False when nothing changed."""
+    """Change name (and, for admins, email); returns False when nothing changed.
+
+    A new email voids the user's pending invitation and reset links (they went to the old
+    address) and mails a notice to the old address; an invited user gets a new invitation at
+    the new address when `base_url` is given."""
     new = {"name": validate_name(name)}
     if email is not None:
         new["email"] = validate_email(email)
@@ -726,21 +991,49 @@ def update_profile(
     changed = {k: v for k, v in new.items() if before[k] != v}
     if not changed:
         return False
+    ensure_may_change_user(session, user, actor=actor, doing="change the profile of")
     if "email" in changed and changed["email"].lower() != user.email.lower():
         if find_user(session, changed["email"]) is not None:
             raise AccountError("A user with this email already exists.", "email")
     for k, v in changed.items():
         setattr(user, k, v)
+    voided = void_tokens(session, user.id) if "email" in changed else 0
     session.flush()
     record(
         session,
         AuditAction.USER_UPDATE,
         actor=actor,
         target=("user", user.id),
-        detail={"fields": sorted(changed)},
+        detail={"fields": sorted(changed), **({"links_voided": voided} if voided else {})},
         personal={"before": {k: before[k] for k in changed}, "after": changed},
     )
+    if "email" in changed:
+        _email_changed_notice(session, user, old=before["email"], actor=actor)
+        if user.status == UserStatus.INVITED and base_url:
+            _send_invitation(session, user, actor=actor, base_url=base_url)
     return True
+
+
+def _email_changed_notice(session: Session, user: User, *, old: str, actor: Actor) -> None:
+    """Tell the old address that the account's email changed (after commit), so a takeover
+    through a changed address does not go unnoticed."""
+    organisation = _tenant_name(session)
+    by = "you" if _is_actor(actor, user.id) else (actor.label or "an administrator")
+    send_mail(
+        session,
+        Mail(
+            to=old,
+            subject=f"{organisation}: the email of your account was changed",
+            body=(
+                f"Hello{' ' + user.name if user.name else ''},\n\n"
+                f"The email address of your {organisation} account was changed from {old} to "
+                f"{user.email} by {by}. Links sent earlier to this address no longer work.\n\n"
+                "If you did not expect this, contact your administrator at once.\n"
+            ),
+            kind="security",
+            tenant_slug=_tenant_slug(session),
+        ),
+    )
 
 
 def end_all_sessions(session: Session, user_id: int, *, except_session: int | None = None) -> int:
@@ -765,12 +1058,14 @@ def suspend_user(session: Session, user: User, *, actor: Actor, reason: str = ""
         raise AccountError(f"{user.email} is deleted; restore them first.")
     if actor.type == "user" and actor.id == str(user.id):
         raise AccountError("You cannot suspend yourself.")
+    ensure_may_change_user(session, user, actor=actor, doing="suspend")
     if _is_active_admin(session, user):
         _ensure_admin_remains(session, losing_user=user.id)
     before = user.status
     user.status = UserStatus.SUSPENDED
     user.status_reason = (reason or "").strip()[:500] or None
     ended = end_all_sessions(session, user.id)
+    void_tokens(session, user.id)
     session.flush()
     record(
         session,
@@ -785,6 +1080,7 @@ def suspend_user(session: Session, user: User, *, actor: Actor, reason: str = ""
 def reactivate_user(session: Session, user: User, *, actor: Actor) -> bool:
     if user.status != UserStatus.SUSPENDED:
         return False
+    ensure_may_change_user(session, user, actor=actor, doing="reactivate")
     user.status = UserStatus.ACTIVE if user.password_hash else UserStatus.INVITED
     user.status_reason = None
     session.flush()
@@ -805,6 +1101,7 @@ def delete_user(session: Session, user: User, *, actor: Actor) -> bool:
         return False
     if actor.type == "user" and actor.id == str(user.id):
         raise AccountError("You cannot delete yourself.")
+    ensure_may_change_user(session, user, actor=actor, doing="delete")
     if _is_active_admin(session, user):
         _ensure_admin_remains(session, losing_user=user.id)
     before = user.status
@@ -836,6 +1133,7 @@ def restore_user(session: Session, user: User, *, actor: Actor) -> bool:
     deadline = restore_deadline(user)
     if deadline is not None and deadline < datetime.now(UTC):
         raise AccountError(f"{user.email} was deleted more than {USER_DELETE_GRACE_DAYS} days ago.")
+    ensure_may_change_user(session, user, actor=actor, doing="restore")
     tenant = session.info["tenant"]
     _lock_user_quota(session)
     if tenant.max_users is not None and count_users(session) >= tenant.max_users:
@@ -891,6 +1189,8 @@ def bulk_apply(
         raise AccountError("Choose an action.", "action")
     if action == "assign_role" and role_key not in {r.key for r in roles(session)}:
         raise AccountError("Choose a role to assign.", "role")
+    if action == "assign_role":
+        _ensure_grantable(session, {role_key}, actor=actor, field="role")
     ids = sorted({int(i) for i in user_ids})[:1000]
     if not ids:
         raise AccountError("Select at least one user.", "ids")
@@ -928,6 +1228,7 @@ def revoke_all_sessions(
     session: Session, user: User, *, actor: Actor, except_session: int | None = None
 ) -> int:
     """Sign the user out of every browser (but `except_session`); audited when any ended."""
+    ensure_may_change_user(session, user, actor=actor, doing="sign out")
     ended = end_all_sessions(session, user.id, except_session=except_session)
     if ended:
         record(
@@ -942,6 +1243,7 @@ def revoke_all_sessions(
 
 def revoke_session(session: Session, user_id: int, session_id: int, *, actor: Actor) -> bool:
     """End one session of `user_id`; False if it is not theirs or already gone."""
+    ensure_may_change_user(session, user_id, actor=actor, doing="sign out")
     ended = session.execute(
         delete(UserSession).where(UserSession.id == session_id, UserSession.user_id == user_id)
     ).rowcount

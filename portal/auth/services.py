@@ -19,10 +19,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from portal import crypto, sessions
+from portal import sessions
 from portal.accounts.models import (
     BackupCode,
     Device,
@@ -36,21 +36,24 @@ from portal.accounts.services import (
     PASSWORD_RESET_HOURS,
     AccountError,
     end_all_sessions,
+    ensure_may_change_user,
     find_user,
     issue_token,
     redeem_token,
     role_permissions_column,
     security_settings,
+    void_tokens,
 )
-from portal.auth import mfa
+from portal.auth import second_factor
 from portal.auth.password_policy import check_password
 from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.mail import Mail, send_mail
-from portal.passwords import hash_password, verify_password
+from portal.passwords import hash_password, rehashed, verify_password
 from portal.validation import InputError
 
-TOTP_PURPOSE = "totp"
+TOTP_PURPOSE = second_factor.TOTP_PURPOSE
+BACKUP_CODES = second_factor.BackupCodes(BackupCode, "user_id")
 
 
 def _notice(session: Session, user: User, subject: str, body: str) -> None:
@@ -101,6 +104,8 @@ def check_password_step(
             personal={"email": email},
         )
         return None
+    if (fresh := rehashed(user.password_hash, password)) is not None:
+        user.password_hash = fresh  # made with older Argon2 parameters (portal/passwords.py)
     if throttle and not user.mfa_enabled:
         throttle.succeeded(email)
     return user
@@ -135,22 +140,8 @@ def check_second_factor(
 
 
 def _match_second_factor(session: Session, user: User, code: str) -> str | None:
-    if not user.mfa_enabled or not user.mfa_secret:
-        return None
-    if mfa.looks_like_backup_code(code):
-        row = session.scalars(
-            select(BackupCode)
-            .where(
-                BackupCode.user_id == user.id,
-                BackupCode.code_hash == mfa.backup_code_hash(code),
-                BackupCode.used_at.is_(None),
-            )
-            .with_for_update()
-        ).first()
-        if row is None:
-            return None
-        row.used_at = datetime.now(UTC)
-        session.flush()
+    method = second_factor.match(session, user, BACKUP_CODES, code)
+    if method == "backup_code":
         left = backup_codes_left(session, user.id)
         record(
             session,
@@ -159,21 +150,12 @@ def _match_second_factor(session: Session, user: User, code: str) -> str | None:
             target=("user", user.id),
             detail={"left": left},
         )
-        return "backup_code"
-    step = verify_totp(user, code)
-    return "totp" if step is not None else None
+    return method
 
 
 def verify_totp(user: User, code: str) -> int | None:
     """The accepted time step (now recorded on the user), or None; a step is accepted once."""
-    try:
-        secret = crypto.unseal(user.mfa_secret, purpose=TOTP_PURPOSE)
-    except crypto.SealError:
-        return None
-    step = mfa.verify_totp(secret, code, last_step=user.mfa_last_step)
-    if step is not None:
-        user.mfa_last_step = step
-    return step
+    return second_factor.accept_totp(user, code)
 
 
 @dataclass(frozen=True)
@@ -343,6 +325,7 @@ def user_devices(session: Session, user_id: int) -> list[Device]:
 
 def forget_device(session: Session, user_id: int, device_id: int, *, actor: Actor) -> bool:
     """Forget a device and end its sessions; the next sign-in from it counts as new."""
+    ensure_may_change_user(session, user_id, actor=actor, doing="sign out")
     device = session.scalars(
         select(Device).where(Device.id == device_id, Device.user_id == user_id)
     ).first()
@@ -391,6 +374,7 @@ def change_password(
     if new == current:
         raise AccountError("Choose a password different from the current one.", "new_password")
     _set_password(session, user, new, "new_password")
+    void_tokens(session, user.id, TokenPurpose.PASSWORD_RESET)  # a reset link dies with it
     ended = (
         end_all_sessions(session, user.id, except_session=current_session) if sign_out_others else 0
     )
@@ -454,6 +438,7 @@ def reset_password(session: Session, token: str, new: str, *, actor: Actor) -> U
         return None
     _set_password(session, user, new)
     redeem_token(session, token, TokenPurpose.PASSWORD_RESET)
+    void_tokens(session, user.id, TokenPurpose.PASSWORD_RESET)
     ended = end_all_sessions(session, user.id)
     session.flush()
     record(
@@ -474,20 +459,13 @@ def start_mfa_enrolment(session: Session, user: User) -> str:
     """A new pending TOTP secret (kept sealed on the user until confirmed with a code)."""
     if user.mfa_enabled:
         raise AccountError("Two-factor authentication is already on.")
-    secret = mfa.new_secret()
-    user.mfa_secret = crypto.seal(secret, purpose=TOTP_PURPOSE)
-    user.mfa_last_step = None
+    secret = second_factor.begin_enrolment(user)
     session.flush()
     return secret
 
 
 def pending_mfa_secret(user: User) -> str | None:
-    if user.mfa_enabled or not user.mfa_secret:
-        return None
-    try:
-        return crypto.unseal(user.mfa_secret, purpose=TOTP_PURPOSE)
-    except crypto.SealError:
-        return None
+    return second_factor.pending_secret(user)
 
 
 def confirm_mfa_enrolment(session: Session, user: User, code: str, *, actor: Actor) -> list[str]:
@@ -502,7 +480,7 @@ def confirm_mfa_enrolment(session: Session, user: User, code: str, *, actor: Act
         raise AccountError(
             "That code is not right. Check your device's clock and try again.", "code"
         )
-    user.mfa_enabled_at = datetime.now(UTC)
+    second_factor.enable(user)
     codes = _replace_backup_codes(session, user)
     record(session, AuditAction.MFA_ENROL, actor=actor, target=("user", user.id))
     _notice(
@@ -515,11 +493,7 @@ def confirm_mfa_enrolment(session: Session, user: User, code: str, *, actor: Act
 
 
 def _replace_backup_codes(session: Session, user: User) -> list[str]:
-    session.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
-    codes = mfa.generate_backup_codes()
-    session.add_all(BackupCode(user_id=user.id, code_hash=mfa.backup_code_hash(c)) for c in codes)
-    session.flush()
-    return codes
+    return BACKUP_CODES.replace(session, user.id)
 
 
 def regenerate_backup_codes(session: Session, user: User, *, actor: Actor) -> list[str]:
@@ -532,19 +506,11 @@ def regenerate_backup_codes(session: Session, user: User, *, actor: Actor) -> li
 
 
 def backup_codes_left(session: Session, user_id: int) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(BackupCode)
-        .where(BackupCode.user_id == user_id, BackupCode.used_at.is_(None))
-    )
+    return BACKUP_CODES.left(session, user_id)
 
 
 def _clear_mfa(session: Session, user: User) -> None:
-    user.mfa_secret = None
-    user.mfa_enabled_at = None
-    user.mfa_last_step = None
-    session.execute(delete(BackupCode).where(BackupCode.user_id == user.id))
-    session.flush()
+    second_factor.clear(session, user, BACKUP_CODES)
 
 
 def disable_mfa(
@@ -569,9 +535,11 @@ def disable_mfa(
 
 
 def reset_mfa(session: Session, user: User, *, actor: Actor) -> bool:
-    """An administrator removes a user's MFA (lost phone); they enrol again when required."""
+    """An administrator removes a user's MFA (lost phone); they enrol again when required.
+    Refused for a user who holds a permission the administrator lacks (A10)."""
     if not user.mfa_enabled and not user.mfa_secret:
         return False
+    ensure_may_change_user(session, user, actor=actor, doing="reset two-factor authentication of")
     _clear_mfa(session, user)
     record(session, AuditAction.MFA_RESET, actor=actor, target=("user", user.id))
     _notice(

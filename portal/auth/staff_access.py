@@ -5,8 +5,19 @@ writes a grant (who, which tenant, which role) to Redis under a random token val
 seconds and redirects the browser to `<tenant host>/staff-access/<token>`; the tenant site
 takes the grant once (GETDEL) and starts a visit: a server-side record in Redis keyed by the
 hash of a new random token, which becomes the site's session cookie. Visits end after 30 idle
-minutes or 2 hours, at sign-out, and at once when the staff member is deactivated or changes
-role (`end_staff_visits`).
+minutes or 2 hours, and at sign-out.
+
+Redis is not trusted to end a visit in time: the visit records the console session that
+started it, and every request of the visit asks the database (`recheck`, one call of the
+SECURITY DEFINER function `platform_access.staff_visit`, which a tenant role may execute
+without any privilege on the platform schema) for the staff member's current role, whether
+they are still active and assigned to this tenant, and whether that console session still
+lives. A deactivated member, a console sign-out or a revoked session ends the visit on its next
+request even if the Redis clean-up (`end_staff_visits`, `end_console_visits`) never ran; a role
+change applies from the next request. Whether the console session used a second factor comes
+from the same call, so a tenant whose MFA policy applies to the visit can refuse it.
+The console's idle timeout is not applied to the visit's console session: the member is at
+work in the visit, whose own idle timeout (30 minutes) is the shorter one.
 
 A visit holds the staff role's permissions that apply inside a tenant (support: read-only);
 every page and action checks them like a tenant user's. The hand-off is audited in the
@@ -19,9 +30,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis import Redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from portal.permissions import STAFF_ROLE_PERMISSIONS, TENANT_PERMISSIONS
 from portal.sessions import token_hash
@@ -40,6 +53,8 @@ class Visit:
     role: str
     tenant_slug: str
     started_at: float
+    console_session_id: int = 0  # the staff session that made the hand-off
+    mfa: bool = False  # whether that session used a second factor (as rechecked)
 
     @property
     def permissions(self) -> frozenset[str]:
@@ -60,8 +75,19 @@ def _index_key(staff_id: int) -> str:
     return f"staffaccess:staff:{staff_id}"
 
 
+def _console_index_key(console_session_id: int) -> str:
+    return f"staffaccess:console:{console_session_id}"
+
+
 def grant(
-    redis: Redis, *, staff_id: int, email: str, name: str, role: str, tenant_slug: str
+    redis: Redis,
+    *,
+    staff_id: int,
+    email: str,
+    name: str,
+    role: str,
+    tenant_slug: str,
+    console_session_id: int,
 ) -> str:
     """A one-time hand-off token for the tenant site (60 s)."""
     token = secrets.token_urlsafe(32)
@@ -71,14 +97,15 @@ def grant(
         "name": name,
         "role": role,
         "tenant_slug": tenant_slug,
+        "console_session_id": console_session_id,
     }
     redis.set(_grant_key(token), json.dumps(payload), ex=GRANT_SECONDS)
     return token
 
 
-def redeem(redis: Redis, token: str, tenant_slug: str) -> tuple[str, Visit] | None:
-    """Take the grant (once) and start a visit: (site session token, visit), or None when the
-    token is unknown, used, expired or meant for another tenant."""
+def take_grant(redis: Redis, token: str, tenant_slug: str) -> Visit | None:
+    """Take the grant (once): the visit it allows, not yet started, or None when the token is
+    unknown, used, expired or meant for another tenant."""
     if not token or len(token) > 200:
         return None
     raw = redis.getdel(_grant_key(token))
@@ -87,15 +114,45 @@ def redeem(redis: Redis, token: str, tenant_slug: str) -> tuple[str, Visit] | No
     payload = json.loads(raw)
     if payload["tenant_slug"] != tenant_slug:
         return None
-    visit = Visit(**payload, started_at=time.time())
+    return Visit(**payload, started_at=time.time())
+
+
+def start_visit(redis: Redis, visit: Visit) -> str:
+    """Record the visit; returns the site session token that carries it."""
     session_token = VISIT_PREFIX + secrets.token_urlsafe(32)
     key = _visit_key(session_token)
     with redis.pipeline() as pipe:
         pipe.set(key, json.dumps(visit.__dict__), ex=VISIT_IDLE_SECONDS)
-        pipe.sadd(_index_key(visit.staff_id), key)
-        pipe.expire(_index_key(visit.staff_id), VISIT_ABSOLUTE_SECONDS)
+        for index in (_index_key(visit.staff_id), _console_index_key(visit.console_session_id)):
+            pipe.sadd(index, key)
+            pipe.expire(index, VISIT_ABSOLUTE_SECONDS)
         pipe.execute()
-    return session_token, visit
+    return session_token
+
+
+def redeem(redis: Redis, token: str, tenant_slug: str) -> tuple[str, Visit] | None:
+    """Take the grant and start its visit at once: (site session token, visit), or None."""
+    visit = take_grant(redis, token, tenant_slug)
+    if visit is None:
+        return None
+    return start_visit(redis, visit), visit
+
+
+def recheck(session: Session, visit: Visit, tenant_id: int) -> Visit | None:
+    """The visit with the staff member's current role and MFA use, read from the database in
+    one call; None when the member is inactive, no longer assigned to the tenant, or the
+    console session that started the visit has ended. Runs under the tenant's role."""
+    row = session.execute(
+        text("SELECT role, mfa FROM platform_access.staff_visit(:session_id, :staff_id, :tenant)"),
+        {
+            "session_id": visit.console_session_id,
+            "staff_id": visit.staff_id,
+            "tenant": tenant_id,
+        },
+    ).first()
+    if row is None:
+        return None
+    return replace(visit, role=row.role, mfa=bool(row.mfa))
 
 
 def load(redis: Redis, session_token: str, tenant_slug: str) -> Visit | None:
@@ -114,6 +171,15 @@ def load(redis: Redis, session_token: str, tenant_slug: str) -> Visit | None:
 
 def end(redis: Redis, session_token: str) -> None:
     redis.delete(_visit_key(session_token))
+
+
+def end_console_visits(redis: Redis, console_session_id: int) -> int:
+    """End every visit started from one console session (signed out or revoked)."""
+    index = _console_index_key(console_session_id)
+    keys = [k.decode() if isinstance(k, bytes) else k for k in redis.smembers(index)]
+    ended = redis.delete(*keys) if keys else 0
+    redis.delete(index)
+    return ended
 
 
 def end_staff_visits(redis: Redis, staff_id: int) -> int:

@@ -54,6 +54,14 @@ class AuditAction(StrEnum):
     JOB_RETRY = "ops:job:retry"
     STAFF_TENANTS_ASSIGN = "console:staff:assign_tenants"
     STAFF_TENANT_ACCESS = "console:tenant:access"
+    STAFF_PASSWORD_CHANGE = "console:staff:password_change"
+    STAFF_SESSION_REVOKE = "console:staff:session_revoke"
+    STAFF_MFA_ENROL = "console:staff:mfa_enrol"
+    STAFF_MFA_DISABLE = "console:staff:mfa_disable"
+    STAFF_MFA_RESET = "console:staff:mfa_reset"
+    STAFF_MFA_FAILED = "console:staff:mfa_failed"
+    STAFF_MFA_BACKUP_CODES = "console:staff:mfa_backup_codes"
+    STAFF_MFA_BACKUP_CODE_USED = "console:staff:mfa_backup_code_used"
     MAIL_RETRY = "ops:outbox:retry"
     USER_CREATE = "accounts:user:create"
     USER_INVITE = "accounts:user:invite"
@@ -64,6 +72,7 @@ class AuditAction(StrEnum):
     USER_REACTIVATE = "accounts:user:reactivate"
     USER_DELETE = "accounts:user:delete"
     USER_RESTORE = "accounts:user:restore"
+    USER_REGISTRATION_EXPIRE = "accounts:user:registration_expire"
     USER_ROLES_CHANGE = "accounts:user:roles"
     ROLE_CREATE = "accounts:role:create"
     ROLE_UPDATE = "accounts:role:update"
@@ -95,6 +104,10 @@ class Actor:
     label: str | None = None
     client_addr: str | None = None
     request_id: str | None = None
+    # The tenant permissions a person acted with (a tenant user's roles, a staff visit's role),
+    # set by the door; services never let them grant or act beyond these (A10). Not recorded.
+    # A system actor (CLI, jobs) holds every permission; a person without them holds none.
+    permissions: frozenset[str] | None = None
 
     @classmethod
     def system(cls, label: str = "system", request_id: str | None = None) -> Actor:

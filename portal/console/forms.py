@@ -14,9 +14,13 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-OPTIONAL_LIMIT = [Optional(), NumberRange(min=0, message="Enter 0 or more, or leave empty.")]
+from portal.validation import MAX_INT4, MAX_INT8, WholeNumber
+
+# Limits fit their columns (integer; storage bigint): a larger number is an error, not a 500.
+OPTIONAL_LIMIT = [Optional(), WholeNumber(0, MAX_INT4, "Enter 0 or more, or leave empty.")]
+OPTIONAL_BIG_LIMIT = [Optional(), WholeNumber(0, MAX_INT8, "Enter 0 or more, or leave empty.")]
 
 
 class SignInForm(FlaskForm):
@@ -50,7 +54,7 @@ class LimitsForm(FlaskForm):
         "Max users", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
     )
     max_storage_bytes = IntegerField(
-        "Storage (bytes)", validators=OPTIONAL_LIMIT, description="Empty means unlimited."
+        "Storage (bytes)", validators=OPTIONAL_BIG_LIMIT, description="Empty means unlimited."
     )
     api_requests_per_minute = IntegerField(
         "API requests/min", validators=OPTIONAL_LIMIT, description="Empty means unlimited."

@@ -6,6 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -45,6 +46,29 @@ class StaffUser(PlatformBase):
     all_tenants: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Two-factor authentication, as tenant users have it (portal/auth/second_factor.py): the
+    # TOTP secret sealed with portal.crypto, pending until `mfa_enabled_at` is set.
+    mfa_secret: Mapped[str | None] = mapped_column(String(255))
+    mfa_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return self.mfa_enabled_at is not None
+
+
+class StaffBackupCode(PlatformBase):
+    """A single-use MFA backup code of a staff member; only its keyed hash is stored."""
+
+    __tablename__ = "staff_backup_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class StaffSession(PlatformBase):
@@ -63,6 +87,9 @@ class StaffSession(PlatformBase):
     )
     client_addr: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(500))
+    # How the sign-in was completed: "password", "totp" or "backup_code". A hand-off into a
+    # tenant whose MFA policy applies needs a session that used a second factor.
+    method: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
 
     staff: Mapped[StaffUser] = relationship(lazy="joined")
 

@@ -1,4 +1,11 @@
-"""Staff accounts, staff sign-in, and the tenants each staff member may see (platform schema)."""
+"""Staff accounts, staff sign-in (password, then TOTP or a backup code), their own account
+(password, MFA, sessions), and the tenants each staff member may see (platform schema).
+
+Staff MFA reuses the tenant users' machinery (portal/auth/second_factor.py): TOTP secrets sealed
+with portal.crypto, each time step accepted once (checked under the staff row's lock), 10
+single-use backup codes stored as keyed hashes. With MFA enrolled, only a completed second step
+clears the account's failure count in the sign-in throttle.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +16,42 @@ from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from portal import sessions
-from portal.accounts.services import EMAIL_RE, AccountError
+from portal.accounts.services import AccountError, validate_email
+from portal.auth import second_factor
+from portal.auth.password_policy import check_password
 from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.compliance.models import PlatformAuditEntry
-from portal.console.models import StaffRole, StaffSession, StaffTenant, StaffUser
+from portal.console.models import (
+    StaffBackupCode,
+    StaffRole,
+    StaffSession,
+    StaffTenant,
+    StaffUser,
+)
 from portal.db import on_commit
-from portal.passwords import hash_password, verify_password
+from portal.passwords import hash_password, rehashed, verify_password
 from portal.tenancy.models import Tenant
+from portal.validation import InputError
 
 MIN_PASSWORD = 12
-MAX_PASSWORD = 1024
+STAFF_BACKUP_CODES = second_factor.BackupCodes(StaffBackupCode, "staff_id")
 
 
-def validate_password(password: str, email: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"Use at least {MIN_PASSWORD} characters.", "password")
-    if len(password) > MAX_PASSWORD:
-        raise AccountError(f"Use at most {MAX_PASSWORD} characters.", "password")
-    if password.strip().lower() == email.strip().lower():
-        raise AccountError("The password must not be your email address.", "password")
-    return password
+def validate_password(password: str, email: str, field: str = "password") -> str:
+    """The common-password policy of tenant users (A3), with a 12-character minimum."""
+    try:
+        return check_password(password, email=email, min_length=MIN_PASSWORD)
+    except InputError as error:
+        raise AccountError(str(error), field) from None
 
 
 def create_staff(
     session: Session, *, email: str, name: str = "", role: str, password: str, actor: Actor
 ) -> StaffUser:
-    email = (email or "").strip()
-    if not EMAIL_RE.match(email):
-        raise AccountError("Enter a valid email address.", "email")
+    # The tenant users' rule: at most 320 characters, and no letter whose lower case Python and
+    # PostgreSQL disagree on (the lower(email) unique index would otherwise answer a 500).
+    email = validate_email(email)
     if role not in set(StaffRole):
         raise AccountError(f"Unknown staff role {role!r}.", "role")
     validate_password(password, email)
@@ -95,9 +109,52 @@ def authenticate_staff(
             personal={"email": email},
         )
         return None
-    if throttle:
-        throttle.succeeded(email)
+    if (fresh := rehashed(member.password_hash, password)) is not None:
+        member.password_hash = fresh  # made with older Argon2 parameters (portal/passwords.py)
+    if throttle and not member.mfa_enabled:
+        throttle.succeeded(email)  # with MFA, only the second step clears the count
     return member
+
+
+def check_staff_second_factor(
+    session: Session,
+    member: StaffUser,
+    code: str,
+    *,
+    actor: Actor,
+    throttle: SignInThrottle | None,
+) -> str | None:
+    """Second step: "totp" or "backup_code" when `code` is right, else None (audited, counted).
+    The staff row is locked, so one code cannot pass twice at once."""
+    session.refresh(member, with_for_update=True)
+    waiting = throttle.wait_seconds(member.email, actor.client_addr) if throttle else 0
+    method = (
+        None
+        if waiting or not member.active
+        else second_factor.match(session, member, STAFF_BACKUP_CODES, (code or "")[:64])
+    )
+    if method is None:
+        if throttle and not waiting:
+            throttle.failed(member.email, actor.client_addr)
+        record(
+            session,
+            AuditAction.STAFF_SIGN_IN_FAILED if waiting else AuditAction.STAFF_MFA_FAILED,
+            actor=actor,
+            target=("staff", member.id),
+            detail={"reason": "throttled" if waiting else "bad_code", "step": "mfa"},
+        )
+        return None
+    if method == "backup_code":
+        record(
+            session,
+            AuditAction.STAFF_MFA_BACKUP_CODE_USED,
+            actor=actor,
+            target=("staff", member.id),
+            detail={"left": staff_backup_codes_left(session, member.id)},
+        )
+    if throttle:
+        throttle.succeeded(member.email)
+    return method
 
 
 STAFF_IDLE_SECONDS = 60 * 60
@@ -105,7 +162,12 @@ STAFF_ABSOLUTE_SECONDS = 12 * 60 * 60
 
 
 def start_staff_session(
-    session: Session, member: StaffUser, *, actor: Actor, user_agent: str | None
+    session: Session,
+    member: StaffUser,
+    *,
+    actor: Actor,
+    user_agent: str | None,
+    method: str = "password",
 ) -> tuple[str, StaffSession]:
     """A new server-side session with a fresh random token (the old one, if any, is useless)."""
     token, row = sessions.start(
@@ -116,20 +178,25 @@ def start_staff_session(
         client_addr=actor.client_addr,
         user_agent=user_agent,
     )
+    row.method = method
     member.last_sign_in_at = datetime.now(UTC)
+    session.flush()
     record(
         session,
         AuditAction.STAFF_SIGN_IN,
         actor=actor,
         target=("staff", member.id),
-        detail={"session": row.id},
+        detail={"session": row.id, "method": method},
     )
     return token, row
 
 
 def end_staff_session(session: Session, token: str, *, actor: Actor) -> None:
+    """Sign out: the session row goes, and with it every tenant visit it started (the tenant
+    sites check the row on each request; their Redis records are dropped after commit too)."""
     row = sessions.end(session, StaffSession, token)
     if row is not None:
+        _end_console_visits_after_commit(session, [row.id])
         record(
             session,
             AuditAction.STAFF_SIGN_OUT,
@@ -148,6 +215,7 @@ def load_staff_session(session: Session, token: str):
         token,
         idle_seconds=STAFF_IDLE_SECONDS,
         absolute_seconds=STAFF_ABSOLUTE_SECONDS,
+        extra_columns=[StaffSession.method.label("session_method")],
     )
     return row if row is not None and row.active else None
 
@@ -201,6 +269,16 @@ def reactivate_staff(session: Session, member: StaffUser, *, actor: Actor) -> bo
     session.flush()
     record(session, AuditAction.STAFF_REACTIVATE, actor=actor, target=("staff", member.id))
     return True
+
+
+def _end_console_visits_after_commit(session: Session, session_ids: list[int]) -> None:
+    from portal.auth import staff_access
+    from portal.queue import queues
+
+    on_commit(
+        session,
+        lambda: [staff_access.end_console_visits(queues.redis, i) for i in session_ids],
+    )
 
 
 def _end_tenant_visits_after_commit(session: Session, staff_id: int) -> None:
@@ -335,3 +413,193 @@ def assigned_tenant_counts(session: Session) -> dict[int, int]:
             select(StaffTenant.staff_id, func.count()).group_by(StaffTenant.staff_id)
         ).all()
     )
+
+
+# ---- the staff member's own account: password, MFA, sessions ------------------------------
+
+
+def change_staff_password(
+    session: Session,
+    member: StaffUser,
+    *,
+    current: str,
+    new: str,
+    actor: Actor,
+    current_session: int | None,
+) -> int:
+    """Change the password (the current one is required, the new one meets the common-password
+    policy); every other session of the member ends. Returns how many ended."""
+    if not verify_password(member.password_hash, current or ""):
+        raise AccountError("That is not your current password.", "current_password")
+    if new == current:
+        raise AccountError("Choose a password different from the current one.", "new_password")
+    validate_password(new, member.email, "new_password")
+    member.password_hash = hash_password(new)
+    ended = _end_sessions(session, member.id, except_session=current_session)
+    session.flush()
+    record(
+        session,
+        AuditAction.STAFF_PASSWORD_CHANGE,
+        actor=actor,
+        target=("staff", member.id),
+        detail={"sessions_ended": ended},
+    )
+    return ended
+
+
+def _end_sessions(session: Session, staff_id: int, *, except_session: int | None = None) -> int:
+    query = select(StaffSession.id).where(StaffSession.staff_id == staff_id)
+    if except_session is not None:
+        query = query.where(StaffSession.id != except_session)
+    ids = list(session.scalars(query))
+    if ids:
+        session.execute(delete(StaffSession).where(StaffSession.id.in_(ids)))
+        _end_console_visits_after_commit(session, ids)
+    return len(ids)
+
+
+def staff_sessions_of(session: Session, staff_id: int) -> list[StaffSession]:
+    return list(
+        session.scalars(
+            select(StaffSession)
+            .where(StaffSession.staff_id == staff_id)
+            .order_by(StaffSession.last_seen_at.desc())
+        )
+    )
+
+
+def revoke_staff_session(session: Session, staff_id: int, session_id: int, *, actor: Actor) -> bool:
+    """End one of the member's own sessions (and the tenant visits it started); False if the
+    session is not theirs or already gone."""
+    ended = session.execute(
+        delete(StaffSession).where(StaffSession.id == session_id, StaffSession.staff_id == staff_id)
+    ).rowcount
+    if not ended:
+        return False
+    _end_console_visits_after_commit(session, [session_id])
+    record(
+        session,
+        AuditAction.STAFF_SESSION_REVOKE,
+        actor=actor,
+        target=("staff", staff_id),
+        detail={"session": session_id},
+    )
+    return True
+
+
+def start_staff_mfa_enrolment(session: Session, member: StaffUser) -> str:
+    """A new pending TOTP secret (sealed on the member until confirmed with a code)."""
+    if member.mfa_enabled:
+        raise AccountError("Two-factor authentication is already on.")
+    secret = second_factor.begin_enrolment(member)
+    session.flush()
+    return secret
+
+
+def pending_staff_mfa_secret(member) -> str | None:
+    return second_factor.pending_secret(member)
+
+
+def confirm_staff_mfa_enrolment(
+    session: Session,
+    member: StaffUser,
+    code: str,
+    *,
+    actor: Actor,
+    current_session: int | None = None,
+) -> list[str]:
+    """Turn MFA on once the member's app shows the right code; returns 10 backup codes, shown
+    once. The session that enrolled has proven the second factor, so it counts as one that
+    used it (a tenant hand-off that needs MFA is then allowed)."""
+    session.refresh(member, with_for_update=True)
+    if member.mfa_enabled:
+        raise AccountError("Two-factor authentication is already on.")
+    if second_factor.pending_secret(member) is None:
+        raise AccountError("Start again: scan the new QR code.", "code")
+    if second_factor.accept_totp(member, code or "") is None:
+        raise AccountError(
+            "That code is not right. Check your device's clock and try again.", "code"
+        )
+    second_factor.enable(member)
+    codes = STAFF_BACKUP_CODES.replace(session, member.id)
+    if current_session is not None:
+        row = session.get(StaffSession, current_session)
+        if row is not None and row.staff_id == member.id:
+            row.method = "totp"
+    session.flush()
+    record(session, AuditAction.STAFF_MFA_ENROL, actor=actor, target=("staff", member.id))
+    return codes
+
+
+def enrol_staff_mfa(session: Session, member: StaffUser, secret: str, *, actor: Actor) -> list[str]:
+    """Enrol `member` with a known TOTP secret (the demo seed's development secret, tests);
+    returns the backup codes."""
+    if member.mfa_enabled:
+        raise AccountError("Two-factor authentication is already on.")
+    second_factor.set_secret(member, secret)
+    second_factor.enable(member)
+    codes = STAFF_BACKUP_CODES.replace(session, member.id)
+    record(
+        session,
+        AuditAction.STAFF_MFA_ENROL,
+        actor=actor,
+        target=("staff", member.id),
+        detail={"known_secret": True},
+    )
+    return codes
+
+
+def regenerate_staff_backup_codes(
+    session: Session, member: StaffUser, *, actor: Actor
+) -> list[str]:
+    """A new set of 10 codes; the old set stops working."""
+    if not member.mfa_enabled:
+        raise AccountError("Turn on two-factor authentication first.")
+    codes = STAFF_BACKUP_CODES.replace(session, member.id)
+    record(session, AuditAction.STAFF_MFA_BACKUP_CODES, actor=actor, target=("staff", member.id))
+    return codes
+
+
+def staff_backup_codes_left(session: Session, staff_id: int) -> int:
+    return STAFF_BACKUP_CODES.left(session, staff_id)
+
+
+def disable_staff_mfa(
+    session: Session, member: StaffUser, *, password: str, actor: Actor, required: bool
+) -> bool:
+    """Turn MFA off after re-entering the password; refused while the platform requires it."""
+    if not member.mfa_enabled:
+        return False
+    if not verify_password(member.password_hash, password or ""):
+        raise AccountError("That is not your password.", "password")
+    if required:
+        raise AccountError("Two-factor authentication is required for every staff member.")
+    second_factor.clear(session, member, STAFF_BACKUP_CODES)
+    record(session, AuditAction.STAFF_MFA_DISABLE, actor=actor, target=("staff", member.id))
+    return True
+
+
+def reset_staff_mfa(session: Session, member: StaffUser, *, actor: Actor) -> bool:
+    """The lost-device case: remove the member's MFA and end their sessions (and tenant
+    visits); they enrol again at their next sign-in. False when there was nothing to reset."""
+    session.refresh(member, with_for_update=True)
+    if not member.mfa_enabled and not member.mfa_secret:
+        return False
+    second_factor.clear(session, member, STAFF_BACKUP_CODES)
+    ended = _end_sessions(session, member.id)
+    _end_tenant_visits_after_commit(session, member.id)
+    record(
+        session,
+        AuditAction.STAFF_MFA_RESET,
+        actor=actor,
+        target=("staff", member.id),
+        detail={"sessions_ended": ended},
+    )
+    return True
+
+
+def find_staff(session: Session, email: str, *, lock: bool = False) -> StaffUser | None:
+    query = select(StaffUser).where(func.lower(StaffUser.email) == (email or "").strip().lower())
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()

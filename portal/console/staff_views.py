@@ -15,7 +15,10 @@ from portal.console.models import StaffSession, StaffTenant, StaffUser
 from portal.console.views import bp
 from portal.permissions import Permission, requires
 from portal.tenancy.models import Tenant, TenantStatus
+from portal.validation import InputError, check_selection_size
 from portal.web import render_page, request_session, see_other, wants_fragment
+
+MAX_STAFF_TENANTS = 10_000  # a selection PostgreSQL can bind; beyond it, "All tenants"
 
 
 def staff_rows():
@@ -172,6 +175,9 @@ def staff_tenants_save(staff_id):
     form.tenant_ids.choices = tenant_choices()
     if form.validate_on_submit():
         try:
+            check_selection_size(
+                form.tenant_ids.data, noun="tenant", field="tenant_ids", limit=MAX_STAFF_TENANTS
+            )
             changed = services.set_staff_tenants(
                 request_session(),
                 member,
@@ -179,7 +185,7 @@ def staff_tenants_save(staff_id):
                 tenant_ids=form.tenant_ids.data or [],
                 actor=current_actor(),
             )
-        except AccountError as exc:
+        except InputError as exc:  # an AccountError, or too many tenants for one statement
             getattr(form, exc.field or "tenant_ids").errors = [str(exc)]
         else:
             if not changed:

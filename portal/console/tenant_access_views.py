@@ -30,13 +30,14 @@ def tenant_open(slug):
         name=staff.name,
         role=staff.role,
         tenant_slug=tenant.slug,
+        console_session_id=current_user.session_id,
     )
     record(
         request_session(),
         AuditAction.STAFF_TENANT_ACCESS,
         actor=current_actor(),
         target=("tenant", tenant.id),
-        detail={"role": staff.role},
+        detail={"role": staff.role, "mfa": current_user.used_mfa},
     )
     port = f":{request.host.rsplit(':', 1)[1]}" if ":" in request.host else ""
     host = f"{tenant.slug}.{settings().base_domain}{port}"

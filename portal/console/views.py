@@ -15,6 +15,7 @@ from portal.auth.throttle import SignInThrottle
 from portal.compliance import audit_csv
 from portal.compliance.audit import AuditAction, record, verify_chain
 from portal.compliance.models import PlatformAuditEntry
+from portal.console import second_step
 from portal.console import services as staff_services
 from portal.console.auth import SignedInStaff, current_actor
 from portal.console.forms import (
@@ -90,6 +91,10 @@ def sign_in():
         if member is None:
             error = "Email or password is not right."
             session.commit()  # keep the failed-attempt audit entry
+        elif member.mfa_enabled:
+            # The second step (portal/console/account_views.py) completes the sign-in.
+            second_step.begin(member, safe_next(request.args.get("next")))
+            return see_other(url_for("console.sign_in_verify"))
         else:
             cookie.clear()  # nothing from before sign-in survives it
             token, row = staff_services.start_staff_session(
@@ -545,13 +550,15 @@ def _parse_date(raw: str | None):
         return None
 
 
-def audit_filters() -> tuple[list, dict[str, str]]:
-    """SQL conditions and the normalised filter values from the audit page's query string."""
+def audit_filters(values=None) -> tuple[list, dict[str, str]]:
+    """SQL conditions and the normalised filter values from the audit page's query string (or
+    from `values`: the export's form fields)."""
+    values = request.args if values is None else values
     model = PlatformAuditEntry
-    action = request.args.get("action", "").strip()[:64]
-    actor = request.args.get("actor", "").strip()[:320]
-    date_from = _parse_date(request.args.get("from"))
-    date_to = _parse_date(request.args.get("to"))
+    action = values.get("action", "").strip()[:64]
+    actor = values.get("actor", "").strip()[:320]
+    date_from = _parse_date(values.get("from"))
+    date_to = _parse_date(values.get("to"))
     conditions = []
     if action:
         conditions.append(model.action.startswith(action, autoescape=True))
@@ -561,7 +568,7 @@ def audit_filters() -> tuple[list, dict[str, str]]:
         )
     if date_from:
         conditions.append(model.occurred_at >= datetime.combine(date_from, time.min, UTC))
-    if date_to:
+    if date_to and date_to < datetime.max.date():  # the day after 9999-12-31 does not exist
         conditions.append(
             model.occurred_at < datetime.combine(date_to + timedelta(days=1), time.min, UTC)
         )
@@ -606,17 +613,19 @@ def audit():
         actions=actions,
         filters=filters,
         older_url=older_url,
-        export_url=url_for("console.audit_export", **active),
+        export_form=ActionForm(formdata=None),
         verify_form=ActionForm(formdata=None),
         result=None,
     )
 
 
-@bp.get("/audit.csv")
+@bp.post("/audit.csv")
 @requires(Permission.AUDIT_VIEW)
 def audit_export():
-    """The filtered trail as CSV, streamed in chunks from its own transaction."""
-    conditions, filters = audit_filters()
+    """The filtered trail as CSV, streamed in chunks from its own transaction. A POST with the
+    CSRF token (the filters as form fields), as the export writes an audit entry: a link on
+    another site cannot make a signed-in browser do it."""
+    conditions, filters = audit_filters(request.form)
     record(
         request_session(),
         AuditAction.AUDIT_EXPORT,

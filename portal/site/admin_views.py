@@ -39,6 +39,7 @@ from portal.compliance.models import TenantAuditEntry
 from portal.permissions import TENANT_PERMISSIONS, BuiltinRole, Permission, requires
 from portal.site.auth import current_actor, tenant_settings
 from portal.site.views import attach_error, bp, site_base_url
+from portal.validation import InputError, selected_ids
 from portal.web import local_path, render_page, request_session, see_other, wants_fragment
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers; a larger one cannot exist
@@ -88,6 +89,15 @@ def role_choices(session, all_roles=None) -> list[SelectChoice]:
         for r in (all_roles or services.roles(session))
         if r.key != BuiltinRole.MEMBER
     ]
+
+
+def ungrantable_roles(session, all_roles=None) -> set[str]:
+    """Roles the signed-in person may not give (a permission they lack): offered disabled.
+    The services refuse them anyway; this only keeps the page from offering them."""
+    all_roles = all_roles or services.roles(session)
+    return {r.key for r in all_roles} - services.grantable_role_keys(
+        session, current_actor(), all_roles
+    )
 
 
 # ---- users list -----------------------------------------------------------------------------
@@ -146,6 +156,7 @@ def render_users(args, *, status: int = 200, **extra):
         dangerous=DANGEROUS,
         refusals=extra.pop("refusals", None) or cookie.pop("bulk_refusals", None),
         confirm=extra.pop("confirm", None),
+        locked_roles=ungrantable_roles(db, all_roles) if manage else set(),
         **extra,
     )
     if request.method == "GET" and wants_fragment():
@@ -172,10 +183,14 @@ def users_bulk():
         if not form.ids.errors and not form.ids.data:
             form.ids.errors = ["Select at least one user."]
         return render_users(args, status=422, bulk_form=form)
+    try:
+        ids = selected_ids(form.ids.data, noun="user")
+    except InputError as error:
+        form.ids.errors = [str(error)]
+        return render_users(args, status=422, bulk_form=form)
     action = form.action.data
     if action == "revoke_sessions" and not current_user.can(Permission.SESSIONS_REVOKE):
         abort(403)
-    ids = sorted({i for i in form.ids.data if 0 < i <= MAX_ID})
     role_key = form.role.data if action == "assign_role" else None
     if action in DANGEROUS and form.confirmed.data != "yes":
         chosen = db.execute(
@@ -222,7 +237,10 @@ def user_invite():
                 url_for("site.user", user_id=user.id), toast=f"Invitation sent to {user.email}"
             )
     status = 422 if request.method == "POST" else 200
-    return render_page("site/user_invite.html", "form", form=form, status=status)
+    locked = ungrantable_roles(db)
+    return render_page(
+        "site/user_invite.html", "form", form=form, locked_roles=locked, status=status
+    )
 
 
 # ---- one user -------------------------------------------------------------------------------
@@ -280,8 +298,14 @@ def render_user(user: User, block: str | None = None, *, status: int = 200, **fo
     roles_form.roles.choices = [
         SelectChoice(r.key, r.name) for r in all_roles if r.key != BuiltinRole.MEMBER
     ]
+    actor = current_actor()
     context = dict(
         u=user,
+        # Why the signed-in person may not change this user (they hold more), if so: the page
+        # then offers no changes, and the services would refuse them anyway.
+        protected=services.user_change_refusal(db, user.id, actor=actor),
+        locked_roles={r.key for r in all_roles}
+        - services.grantable_role_keys(db, actor, all_roles),
         role_keys=keys,
         role_info={r.key: r for r in all_roles},
         role_notes={r.key: r.description for r in all_roles},
@@ -297,6 +321,7 @@ def render_user(user: User, block: str | None = None, *, status: int = 200, **fo
         status_error=forms.pop("status_error", None),
         sessions_error=forms.pop("sessions_error", None),
         mfa_error=forms.pop("mfa_error", None),
+        devices_error=forms.pop("devices_error", None),
         sessions=auth.user_sessions(db, user.id) if shows("sessions") else [],
         current_session=getattr(current_user, "session_id", None),
         devices=auth.user_devices(db, user.id) if shows("devices") else [],
@@ -338,9 +363,10 @@ def user_profile(user_id):
                 name=form.name.data or "",
                 email=form.email.data,
                 actor=current_actor(),
+                base_url=site_base_url(),
             )
         except AccountError as error:
-            attach_error(form, error, "email")
+            attach_error(form, error)
         else:
             toast = f"Profile of {user.email} saved" if done else "Nothing to change"
             return user_changed(user, "profile", toast)
@@ -388,8 +414,7 @@ def user_suspend(user_id):
             request_session(), user, actor=current_actor(), reason=form.reason.data
         )
     except AccountError as error:
-        form.reason.errors = [str(error)]
-        return render_user(user, "status", status=422, suspend_form=form)
+        return render_user(user, "status", status=422, status_error=str(error))
     toast = f"{user.email} suspended and signed out" if done else f"{user.email} is suspended"
     return user_changed(user, "status", toast, "sessions-changed")
 
@@ -450,9 +475,13 @@ def user_session_revoke(user_id, session_id):
     user = access_user(user_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    if not 0 < session_id <= MAX_ID or not services.revoke_session(
-        request_session(), user.id, session_id, actor=current_actor()
-    ):
+    try:
+        ended = 0 < session_id <= MAX_ID and services.revoke_session(
+            request_session(), user.id, session_id, actor=current_actor()
+        )
+    except AccountError as error:
+        return render_user(user, "sessions", status=422, sessions_error=str(error))
+    if not ended:
         abort(404)
     return user_changed(user, "sessions", f"Session of {user.email} revoked")
 
@@ -465,9 +494,12 @@ def user_sessions_revoke(user_id):
         abort(400)
     # Your own page: keep the browser you are using signed in.
     keep = current_user.session_id if actor_is(user) else None
-    ended = services.revoke_all_sessions(
-        request_session(), user, actor=current_actor(), except_session=keep
-    )
+    try:
+        ended = services.revoke_all_sessions(
+            request_session(), user, actor=current_actor(), except_session=keep
+        )
+    except AccountError as error:
+        return render_user(user, "sessions", status=422, sessions_error=str(error))
     toast = (
         f"{user.email} signed out of {ended} session{'s' if ended != 1 else ''}"
         if ended
@@ -482,9 +514,13 @@ def user_device_forget(user_id, device_id):
     user = access_user(user_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    if not 0 < device_id <= MAX_ID or not auth.forget_device(
-        request_session(), user.id, device_id, actor=current_actor()
-    ):
+    try:
+        forgotten = 0 < device_id <= MAX_ID and auth.forget_device(
+            request_session(), user.id, device_id, actor=current_actor()
+        )
+    except AccountError as error:
+        return render_user(user, "devices", status=422, devices_error=str(error))
+    if not forgotten:
         abort(404)
     return user_changed(
         user, "devices", "Device forgotten and its sessions ended", "sessions-changed"
@@ -497,7 +533,10 @@ def user_mfa_reset(user_id):
     user = access_user(user_id, lock=True)
     if not ActionForm().validate_on_submit():
         abort(400)
-    done = auth.reset_mfa(request_session(), user, actor=current_actor())
+    try:
+        done = auth.reset_mfa(request_session(), user, actor=current_actor())
+    except AccountError as error:
+        return render_user(user, "mfa", status=422, mfa_error=str(error))
     toast = (
         f"Two-factor authentication of {user.email} reset"
         if done
@@ -559,7 +598,10 @@ def access_role(key: str) -> tuple[services.RoleInfo, Role | None]:
 
 def render_role(info, row, form=None, *, status: int = 200, error: str | None = None):
     """A role's page: read-only for a built-in role, its form for a tenant-defined one (or a
-    new one when `info` is None)."""
+    new one when `info` is None). Permissions the signed-in person lacks are offered disabled,
+    and a role they may not change (they hold it, or it has more than they hold) read-only."""
+    actor = current_actor()
+    held = services.held_permissions(actor)
     if form is None and row is not None:
         form = RoleForm(
             formdata=None,
@@ -576,6 +618,10 @@ def render_role(info, row, form=None, *, status: int = 200, error: str | None = 
         permissions=permission_rows(),
         codes={str(p): str(p) for p in TENANT_PERMISSIONS},
         delete_form=ActionForm(formdata=None),
+        locked_permissions={str(p) for p in TENANT_PERMISSIONS} - held,
+        protected=services.role_change_refusal(request_session(), row, actor=actor)
+        if row is not None
+        else None,
         error=error,
         status=status,
     )
@@ -603,7 +649,7 @@ def role(key):
                 actor=current_actor(),
             )
         except AccountError as error:
-            attach_error(form, error, "permissions")
+            attach_error(form, error)
         else:
             toast = f"Role {row.name} saved" if done else "Nothing to change"
             return see_other(url_for("site.role", key=row.key), toast=toast)

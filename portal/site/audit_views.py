@@ -4,9 +4,10 @@ check of the hash chain. Routes attach to the site blueprint.
 Everything reads the request's tenant-scoped session, so only this tenant's trail is reachable.
 - Filters live in the URL (bookmarkable, the back button works); input that makes no sense (a
   bad date, an unknown user, a tampered cursor) narrows nothing or matches nothing, never errs.
-- The export is recorded in the trail in the request's transaction, which commits before the
-  body streams; the rows then stream from a transaction of their own with a server-side cursor,
-  so memory stays flat however long the trail is.
+- The export is a CSRF-checked POST, since it writes to the trail. It is recorded in the
+  request's transaction, which commits before the body streams; the rows then stream from a
+  transaction of their own with a server-side cursor, so memory stays flat however long the
+  trail is.
 - Verifying only reads: it walks the whole chain and reports the first entry that does not fit.
 """
 
@@ -67,12 +68,12 @@ class AuditFilters:
         return {k: v for k, v in values.items() if v}
 
 
-def _text(name: str, limit: int) -> str:
-    return " ".join(request.args.get(name, "").split())[:limit]
+def _text(values, name: str, limit: int) -> str:
+    return " ".join(values.get(name, "").split())[:limit]
 
 
-def _date(name: str, label: str, ignored: list[str]) -> date | None:
-    raw = request.args.get(name, "").strip()
+def _date(values, name: str, label: str, ignored: list[str]) -> date | None:
+    raw = values.get(name, "").strip()
     if not raw:
         return None
     try:
@@ -82,17 +83,19 @@ def _date(name: str, label: str, ignored: list[str]) -> date | None:
         return None
 
 
-def audit_filters() -> AuditFilters:
-    """Filters from the query string, with junk dropped and noted."""
+def audit_filters(values=None) -> AuditFilters:
+    """Filters from the query string (or `values`: the export's form fields), with junk dropped
+    and noted."""
+    values = request.args if values is None else values
     model = TenantAuditEntry
     f = AuditFilters(
-        action=_text("action", 64),
-        actor=_text("actor", 320),
-        actor_type=request.args.get("by", "") if request.args.get("by") in ACTOR_TYPES else "",
-        target=_text("target", 320),
+        action=_text(values, "action", 64),
+        actor=_text(values, "actor", 320),
+        actor_type=values.get("by", "") if values.get("by") in ACTOR_TYPES else "",
+        target=_text(values, "target", 320),
     )
-    f.date_from = _date("from", "From", f.ignored)
-    f.date_to = _date("to", "To", f.ignored)
+    f.date_from = _date(values, "from", "From", f.ignored)
+    f.date_to = _date(values, "to", "To", f.ignored)
     if f.action:
         f.conditions.append(model.action.startswith(f.action, autoescape=True))
     if f.actor:
@@ -100,7 +103,7 @@ def audit_filters() -> AuditFilters:
     if f.actor_type:
         f.conditions.append(model.actor_type == f.actor_type)
     session = request_session()
-    raw = request.args.get("user", "").strip()
+    raw = values.get("user", "").strip()
     linked = None
     if raw.isascii() and raw.isdigit() and len(raw) <= 10 and 0 < int(raw) <= MAX_ID:
         linked = int(raw)
@@ -189,7 +192,7 @@ def render_audit(*, result: VerifyResult | None = None, status: int = 200) -> Re
         actor_types=ACTOR_TYPES,
         next_url=_page_url(f, after=page.next_cursor) if page.next_cursor else None,
         prev_url=_page_url(f, before=page.prev_cursor) if page.prev_cursor else None,
-        export_url=url_for("site.audit_export", **f.args()),
+        export_form=ActionForm(formdata=None),
         users_url=url_for("site.users") if current_user.can(Permission.USERS_VIEW) else None,
         verify_form=ActionForm(formdata=None),
         result=result,
@@ -206,12 +209,14 @@ def audit():
     return render_audit()
 
 
-@bp.get("/audit.csv")
+@bp.post("/audit.csv")
 @requires(Permission.AUDIT_VIEW)
 def audit_export():
-    """The filtered trail as CSV, oldest first, streamed from its own transaction."""
+    """The filtered trail as CSV, oldest first, streamed from its own transaction. A POST with
+    the CSRF token (the filters as form fields; GET answers 405), as the export writes an audit
+    entry: a link on another site cannot make a signed-in browser do it."""
     tenant = current_tenant()
-    f = audit_filters()
+    f = audit_filters(request.form)
     record(request_session(), AuditAction.AUDIT_EXPORT, actor=current_actor(), detail=f.args())
     query = (
         select(TenantAuditEntry).where(and_(true(), *f.conditions)).order_by(TenantAuditEntry.seq)

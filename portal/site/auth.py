@@ -6,6 +6,7 @@ load_user_session), so removing a permission from a role takes effect on the nex
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from flask import Flask, g, redirect, request, url_for
@@ -100,10 +101,14 @@ class StaffVisitor(UserMixin):
 
 
 def current_actor():
+    """Who acts, with the permissions they act with (a staff visit: the visit's), which the
+    services check before granting anything or acting on another user (A10)."""
     if current_user.is_authenticated:
         if getattr(current_user, "is_staff", False):
-            return actor_for("staff", current_user.visit.staff_id, current_user.email)
-        return actor_for("user", current_user.user.id, current_user.email)
+            actor = actor_for("staff", current_user.visit.staff_id, current_user.email)
+        else:
+            actor = actor_for("user", current_user.user.id, current_user.email)
+        return replace(actor, permissions=frozenset(current_user.permissions))
     return actor_for("anonymous", None, None)
 
 
@@ -144,8 +149,17 @@ def init_login(app: Flask) -> None:
         if token.startswith(staff_access.VISIT_PREFIX):
             from portal.queue import queues
 
-            visit = staff_access.load(queues.redis, token, current_tenant().slug)
-            return StaffVisitor(token, visit) if visit else None
+            tenant = current_tenant()
+            visit = staff_access.load(queues.redis, token, tenant.slug)
+            if visit is None:
+                return None
+            # Re-checked in the database on every request (status, role, assignment, console
+            # session), whatever Redis says; Flask-Login keeps the answer for the request.
+            visit = staff_access.recheck(request_session(), visit, tenant.id)
+            if visit is None:
+                staff_access.end(queues.redis, token)
+                return None
+            return StaffVisitor(token, visit)
         row = load_user_session(request_session(), token, tenant_settings())
         return SignedInUser(token, row.session_id, row) if row else None
 

@@ -32,6 +32,7 @@ from portal.permissions import Permission, requires
 from portal.site.admin_views import MAX_ID, toast_response
 from portal.site.auth import current_actor, tenant_settings
 from portal.site.views import bp, signed_out_here
+from portal.validation import InputError, selected_ids
 from portal.web import local_path, render_page, request_session, see_other, wants_fragment
 
 PAGE_SIZE = 50
@@ -220,9 +221,16 @@ def session_revoke(session_id):
         .join_from(UserSession, User, User.id == UserSession.user_id)
         .where(UserSession.id == session_id)
     ).first()
-    if owner is None or not services.revoke_session(
-        db, owner.user_id, session_id, actor=current_actor()
-    ):
+    try:
+        done = owner is not None and services.revoke_session(
+            db, owner.user_id, session_id, actor=current_actor()
+        )
+    except services.AccountError as error:  # its owner holds more than the viewer (A10)
+        refused = SessionsBulkForm(formdata=None)
+        refused.form_errors.append(str(error))
+        back = safe_list_url(request.form.get("next"))
+        return render_sessions(list_args(back), status=422, bulk_form=refused)
+    if not done:
         abort(404)
     return revoked(
         safe_list_url(request.form.get("next")),
@@ -241,7 +249,11 @@ def sessions_revoke():
         if not form.ids.errors:
             form.ids.errors = ["Select at least one session."]
         return render_sessions(list_args(back), status=422, bulk_form=form)
-    ids = sorted({i for i in form.ids.data if 0 < i <= MAX_ID})
+    try:
+        ids = selected_ids(form.ids.data, noun="session")
+    except InputError as error:
+        form.ids.errors = [str(error)]
+        return render_sessions(list_args(back), status=422, bulk_form=form)
     chosen = db.execute(
         select(
             UserSession.id,
@@ -260,11 +272,16 @@ def sessions_revoke():
     if form.confirmed.data != "yes":
         confirm = {"sessions": chosen, "includes_own": any(row.id == own for row in chosen)}
         return render_sessions(list_args(back), bulk_form=form, confirm=confirm)
-    ended = [
-        row
-        for row in chosen
-        if services.revoke_session(db, row.user_id, row.id, actor=current_actor())
-    ]
+    ended, refused = [], 0
+    for row in chosen:
+        try:
+            with db.begin_nested():
+                if services.revoke_session(db, row.user_id, row.id, actor=current_actor()):
+                    ended.append(row)
+        except services.AccountError:  # its owner holds more than the viewer (A10)
+            refused += 1
     n = len(ended)
     toast = f"{n} session{'' if n == 1 else 's'} revoked" if n else "No sessions to revoke"
+    if refused:
+        toast += f"; {refused} refused: their owners hold permissions you do not"
     return revoked(back, toast, signed_out_here_too=any(row.id == own for row in ended))

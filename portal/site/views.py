@@ -10,8 +10,9 @@ Sign-in rules kept here (A3–A5):
   Wrong or missing codes count as failed sign-ins; after a few the pending state is dropped.
 - A completed sign-in empties the Flask session and starts a server-side session with a new
   token, so no cookie from before it (or from before sign-out) signs anyone in.
-- Links sent by mail (reset, invitation, registration) point at the host this tenant was reached
-  on; mail-sending forms are rate limited per address and per email, answering the same either way.
+- Links sent by mail (reset, invitation, registration) point at the host name this tenant was
+  reached on, with the configured port (never the Host header's); mail-sending forms are rate
+  limited per address and per email, answering the same either way.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from portal.accounts import services
 from portal.accounts.models import TokenPurpose, User, UserStatus
+from portal.auth import pending, staff_access
 from portal.auth import services as auth
-from portal.auth import staff_access
 from portal.auth.forms import (
     ForgotPasswordForm,
     InvitationForm,
@@ -45,7 +46,8 @@ from portal.site.auth import (
     current_actor,
     tenant_settings,
 )
-from portal.tenancy.urls import tenant_base_url
+from portal.tenancy.routing import normalise_host
+from portal.tenancy.urls import host_base_url, tenant_base_url
 from portal.validation import InputError
 from portal.web import (
     actor_for,
@@ -67,7 +69,7 @@ MFA_ATTEMPTS = 5  # wrong codes before the password step must be done again
 MAIL_LIMIT_PER_EMAIL = 5
 MAIL_LIMIT_PER_ADDRESS = 20
 MAIL_LIMIT_SECONDS = 15 * 60
-_HOST = re.compile(r"^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$")
+_HOST = re.compile(r"^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])$")  # a bare host name
 
 
 @bp.before_request
@@ -106,13 +108,14 @@ def safe_next(target: str | None) -> str:
 
 
 def site_base_url() -> str:
-    """Where links in mail point: the host this request reached the tenant on (the dispatcher
-    only routes hosts of this tenant here), as a bare name and port; anything odder in the Host
-    header falls back to the tenant's own address. The scheme is the configured one for mail."""
+    """Where links in mail point: the host name this request reached the tenant on (the
+    dispatcher only routes hosts of this tenant here) with the configured scheme and port; the
+    port in the Host header is the client's choice and never used. Anything odder in the Host
+    header falls back to the tenant's own address."""
     settings = current_app.config["PORTAL"]
-    host = request.host.lower()
+    host = normalise_host(request.host)
     if _HOST.match(host):
-        return f"{settings.url_scheme}://{host}"
+        return host_base_url(host, settings)
     return tenant_base_url(current_tenant(), settings)
 
 
@@ -220,7 +223,8 @@ def sign_in():
         mfa_user=user.id,
         mfa_at=int(time.time()),
         mfa_password=password_stamp(user),
-        mfa_failures=0,
+        # The wrong codes are counted on the server under this id, not in this cookie.
+        mfa_pending=pending.start(queues.redis, user.id, seconds=MFA_PENDING_SECONDS),
         next=target,
     )
     return see_other(url_for("site.mfa_verify"))
@@ -234,17 +238,22 @@ def password_stamp(user: User) -> str:
 
 
 def pending_user_id() -> int | None:
-    """Who passed the password step in this browser less than five minutes ago, if anyone."""
+    """Who passed the password step in this browser less than five minutes ago, if anyone,
+    and whose step the server has not ended (too many wrong codes, or completed)."""
     user_id, at = session.get("mfa_user"), session.get("mfa_at")
     if not isinstance(user_id, int) or not isinstance(at, int):
         return None
     if not 0 <= time.time() - at <= MFA_PENDING_SECONDS:
         return None
+    if not pending.is_open(queues.redis, session.get("mfa_pending"), user_id):
+        return None
     return user_id
 
 
 def drop_pending() -> None:
-    for key in ("mfa_user", "mfa_at", "mfa_password", "mfa_failures", "next"):
+    """End the pending step, on the server too (every copy of the cookie stops working)."""
+    pending.end(queues.redis, session.get("mfa_pending"))
+    for key in ("mfa_user", "mfa_at", "mfa_password", "mfa_pending", "next"):
         session.pop(key, None)
 
 
@@ -273,18 +282,17 @@ def mfa_verify():
     )
     if method is None:
         db.commit()  # keep the audit entry (and the throttle has counted the failure)
-        failures = int(session.get("mfa_failures") or 0) + 1
-        if failures >= MFA_ATTEMPTS:
+        if not pending.failed(queues.redis, session["mfa_pending"], attempts=MFA_ATTEMPTS):
             drop_pending()
             flash("That code is not right, too many times. Sign in again.", "danger")
             return see_other(url_for("site.sign_in"))
-        session["mfa_failures"] = failures
         form.code.data = ""
         return render_page("site/sign_in_mfa.html", form=form, error=CODE_ERROR, status=422)
     toast = None
     if method == "backup_code":
         left = auth.backup_codes_left(db, user.id)
         toast = f"Backup code used — {left} left"
+    pending.end(queues.redis, session.get("mfa_pending"))  # a pending step completes once
     return finish_sign_in(user, method=method, target=safe_next(session.get("next")), toast=toast)
 
 
@@ -359,6 +367,9 @@ def invitation(token):
                 name=form.name.data or "",
                 actor=actor_for("user", invited.id, invited.email),
             )
+        except services.QuotaExceeded as error:
+            # The organisation is full: not the password's fault, so above the form.
+            form.form_errors.append(str(error))
         except InputError as error:
             attach_error(form, error, "password")
         else:

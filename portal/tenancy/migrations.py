@@ -31,6 +31,7 @@ from portal.db import (
     TENANT_PLACEHOLDER,
     TenantBase,
     db,
+    grant_runtime,
     load_models,
     query_each_schema,
     tenant_schema,
@@ -66,19 +67,23 @@ def connection_for_alembic(config: Config) -> Iterator[Connection]:
     from portal.cli import configure_services
 
     configure_services(need_redis=False)
-    with db.engine.connect() as connection:
+    with db.owner_engine.connect() as connection:  # migrations run as the owner role
         yield connection
         connection.commit()
 
 
 def upgrade_platform() -> None:
-    """Bring the platform schema to head (creating it on first run)."""
+    """Bring the platform schema to head (creating it on first run), as the owner role, then
+    give the runtime role (when there is one) its privileges on what the upgrade created."""
     load_models()
-    with db.engine.begin() as connection:
+    with db.owner_engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{PLATFORM_SCHEMA}"'))
         config = alembic_config("platform")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        runtime = db.runtime_role()
+        if runtime:
+            grant_runtime(connection, runtime)
 
 
 def run_tenant_migrations(
@@ -158,7 +163,7 @@ class MigrationInProgress(RuntimeError):
 
 @contextmanager
 def _one_run_at_a_time() -> Iterator[None]:
-    with db.engine.connect() as conn:
+    with db.owner_engine.connect() as conn:
         if not conn.execute(
             text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATE_LOCK_KEY}
         ).scalar():
@@ -200,7 +205,7 @@ def _migrate_tenants(*, jobs, canary, slugs, script, on_progress, lock_timeout) 
 
     script = script or script_directory("tenant")
     head = head_revision(script=script)
-    with db.engine.connect() as connection:
+    with db.owner_engine.connect() as connection:
         query = select(Tenant.slug).order_by(Tenant.id)
         if slugs:
             query = query.where(Tenant.slug.in_(slugs))
@@ -240,7 +245,7 @@ _worker_script: ScriptDirectory | None = None
 def _migrate_schema(slug: str, lock_timeout: str) -> tuple[str, str | None]:
     schema = tenant_schema(slug)
     try:
-        with db.engine.begin() as conn:
+        with db.owner_engine.begin() as conn:
             conn.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
             run_tenant_migrations(conn, schema, script=_worker_script)
     except Exception as exc:  # one schema's failure must not stop the others
@@ -268,7 +273,7 @@ def _run_batch(batch: list[str], *, jobs: int, script: ScriptDirectory, lock_tim
 def _record_outcome(slug: str, revision: str | None, error: str | None) -> None:
     from portal.tenancy.models import Tenant
 
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         conn.execute(
             update(Tenant)
             .where(Tenant.slug == slug)

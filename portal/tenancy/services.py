@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.compliance.audit import Actor, AuditAction, append_only_ddl, record
-from portal.db import TENANT_PLACEHOLDER, TenantBase, on_commit, tenant_schema
+from portal.db import TENANT_PLACEHOLDER, TenantBase, db, on_commit, on_owner_undo, tenant_schema
 from portal.tenancy import routing
 from portal.tenancy.migrations import script_directory
 from portal.tenancy.models import Tenant, TenantDomain, TenantStatus
@@ -96,11 +96,13 @@ def validate_limit(field: str, value: int | None) -> int | None:
 # ---- provisioning -------------------------------------------------------------------------
 
 
-def bootstrap_ddl(schema: str) -> list[str]:
+def bootstrap_ddl(schema: str, runtime_role: str | None = None) -> list[str]:
     """Role, schema and default grants: everything a tenant schema needs before its tables.
 
     The schema and its tables belong to the connecting (owner) role; the tenant role gets only
-    data privileges, so it can neither alter tables nor drop the audit trigger.
+    data privileges, so it can neither alter tables nor drop the audit trigger. The runtime
+    role (requests and jobs) becomes a member of the tenant role, so that it can `SET LOCAL
+    ROLE` to it; being NOINHERIT, it gains none of the tenant's privileges without doing so.
     """
     return [
         f"""DO $$ BEGIN
@@ -109,6 +111,7 @@ def bootstrap_ddl(schema: str) -> list[str]:
                 END IF;
             END $$""",
         f'GRANT "{schema}" TO CURRENT_USER',
+        *([f'GRANT "{schema}" TO "{runtime_role}"'] if runtime_role else []),
         f'CREATE SCHEMA "{schema}"',
         f'GRANT USAGE ON SCHEMA "{schema}" TO "{schema}"',
         f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" '
@@ -140,20 +143,29 @@ def provision_schema(session: Session, slug: str) -> str:
     the head revision. The statements that need no compiling go in one round trip each."""
     schema = tenant_schema(slug)
     head = script_directory("tenant").get_current_head()
-    connection = session.connection()
-    connection.exec_driver_sql(";\n".join(bootstrap_ddl(schema)))
+    # DDL needs the owner role; with a separate runtime role this is an owner connection whose
+    # transaction commits together with the session's (see Database.owner_connection).
+    connection = db.owner_connection(session)
+    role_existed = connection.execute(
+        text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": schema}
+    ).first()
+    connection.exec_driver_sql(";\n".join(bootstrap_ddl(schema, db.runtime_role())))
     mapped = connection.execution_options(schema_translate_map={TENANT_PLACEHOLDER: schema})
     TenantBase.metadata.create_all(mapped, checkfirst=False)
     connection.exec_driver_sql(
         ";\n".join(table_guards_ddl(schema) + version_table_ddl(schema, head))
     )
+    undo = [f'DROP SCHEMA IF EXISTS "{schema}" CASCADE']
+    if not role_existed:
+        undo += [f'DROP OWNED BY "{schema}"', f'DROP ROLE IF EXISTS "{schema}"']
+    on_owner_undo(session, undo)
     return head
 
 
 def drop_schema(session: Session, slug: str) -> None:
     """Drop the tenant's schema and, when nothing else uses it, its role."""
     schema = tenant_schema(slug)
-    connection = session.connection()
+    connection = db.owner_connection(session)  # DDL: the owner role, never the runtime role
     connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     exists = connection.execute(
         text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": schema}
@@ -161,9 +173,10 @@ def drop_schema(session: Session, slug: str) -> None:
     if not exists:
         return
     connection.exec_driver_sql(f'DROP OWNED BY "{schema}"')
+    savepoint = connection.begin_nested if db.split_roles else session.begin_nested
     try:
-        with session.begin_nested():
-            session.connection().exec_driver_sql(f'DROP ROLE "{schema}"')
+        with savepoint():
+            connection.exec_driver_sql(f'DROP ROLE "{schema}"')
     except Exception:
         # The role still holds privileges in another database of this cluster (roles are
         # cluster-wide); that database's purge drops it.

@@ -1,4 +1,9 @@
-"""How much of its limits each tenant uses, read from the tenant schemas (as the owner role)."""
+"""How much of its limits each tenant uses, read from the tenant schemas (as the owner role).
+
+Counting every tenant's users in one UNION ALL needs a role that reads all tenant schemas:
+the runtime role reaches a tenant only through `SET ROLE`, one tenant at a time, so the counts
+come from an owner connection in a READ ONLY transaction of its own (fixed statements over
+validated schema names, nothing from the request)."""
 
 from __future__ import annotations
 
@@ -6,28 +11,37 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from portal.db import query_each_schema, tenant_schema
+from portal.db import db, query_each_schema, tenant_schema
 from portal.tenancy.models import Tenant, TenantStatus
 
 NEAR_QUOTA = 0.8
-COUNT_USERS = "SELECT count(*) FROM {schema}.users WHERE status <> 'deleted'"
+# As accounts.services.count_users: unconfirmed self-registrations do not count.
+COUNT_USERS = (
+    "SELECT count(*) FROM {schema}.users "
+    "WHERE status <> 'deleted' AND registration_expires_at IS NULL"
+)
 
 
 def user_counts(session: Session, slugs: list[str]) -> dict[str, int]:
     """Users (not deleted) per tenant. A schema that cannot answer (say, a failed migration
     left it without its users table) is left out rather than failing the whole page."""
     schemas = {tenant_schema(slug): slug for slug in slugs}
-    try:
-        with session.begin_nested():
-            rows = list(query_each_schema(session.connection(), list(schemas), COUNT_USERS))
-    except DBAPIError:
-        rows = []
-        for schema in schemas:
-            try:
-                with session.begin_nested():
-                    rows += query_each_schema(session.connection(), [schema], COUNT_USERS)
-            except DBAPIError:
-                continue
+    if not schemas:
+        return {}
+    with db.owner_engine.connect() as connection:
+        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        try:
+            with connection.begin_nested():
+                rows = list(query_each_schema(connection, list(schemas), COUNT_USERS))
+        except DBAPIError:
+            rows = []
+            for schema in schemas:
+                try:
+                    with connection.begin_nested():
+                        rows += query_each_schema(connection, [schema], COUNT_USERS)
+                except DBAPIError:
+                    continue
+        connection.rollback()
     return {schemas[schema]: count for schema, count in rows}
 
 

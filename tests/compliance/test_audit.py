@@ -37,7 +37,7 @@ def verify(tenant):
 
 def tamper(sql):
     """Change the trail as the database superuser, with the append-only trigger bypassed."""
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
         conn.exec_driver_sql(sql)
 
@@ -108,13 +108,13 @@ def test_even_the_owner_role_is_refused_by_the_trigger(tenant):
     write_entries(tenant, 1)
     for statement in ("UPDATE {t} SET action = 'x'", "DELETE FROM {t}", "TRUNCATE {t}"):
         with pytest.raises(DBAPIError, match="append-only"):
-            with db.engine.begin() as conn:
+            with db.owner_engine.begin() as conn:
                 conn.exec_driver_sql(statement.format(t=f'"{tenant.schema}".audit_entries'))
 
 
 def test_platform_trail_is_append_only_too(app):
     with pytest.raises(DBAPIError, match="append-only"):
-        with db.engine.begin() as conn:
+        with db.owner_engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM platform.audit_entries WHERE seq = 1")
 
 

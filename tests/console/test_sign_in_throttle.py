@@ -47,12 +47,22 @@ def test_twenty_failures_lock_the_account_for_fifteen_minutes(app, make_staff):
 
 
 def test_success_resets_the_account_count(client, make_staff):
-    member = make_staff()
+    member = make_staff(mfa=False)
     for _ in range(2):
         for _ in range(4):
             attempt(client, member.email, "wrong password!")
         assert attempt(client, member.email, PASSWORD).status_code == 303
         client.post("/sign-out", headers=HOST)
+
+
+def test_with_mfa_only_the_completed_second_step_resets_the_account_count(client, make_staff):
+    member = make_staff()
+    for _ in range(4):
+        attempt(client, member.email, "wrong password!")
+    assert attempt(client, member.email, PASSWORD).status_code == 303  # to the second step
+    client.post("/sign-out", headers=HOST)
+    attempt(client, member.email, "wrong password!")  # the 6th failure: now delayed
+    assert attempt(client, member.email, PASSWORD).status_code == 422
 
 
 def test_one_address_trying_many_accounts_is_throttled_too(app):

@@ -7,7 +7,7 @@ from portal.compliance.models import PlatformAuditEntry
 from portal.console.models import StaffSession, StaffUser
 from portal.db import db
 from portal.queue import queues
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, sign_in_staff
 
 HOST = {"Host": "localhost"}
 
@@ -66,7 +66,7 @@ def test_admin_adds_staff_with_inline_errors_first(client, sign_in_as, make_staf
 def test_deactivating_staff_ends_their_sessions_at_once(app, client, sign_in_as, make_staff):
     victim = make_staff("support")
     other = app.test_client()
-    other.post("/sign-in", data={"email": victim.email, "password": PASSWORD}, headers=HOST)
+    assert sign_in_staff(other, victim).status_code == 303
     assert other.get("/tenants", headers=HOST).status_code == 200
     sign_in_as()
     assert client.post(f"/staff/{victim.id}/deactivate", headers=HOST).status_code == 303

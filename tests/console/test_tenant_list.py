@@ -69,3 +69,32 @@ def test_cursor_round_trips_datetimes():
 
     value = (datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "acme")
     assert _decode(_encode(value), 2) == value
+
+
+def raw_cursor(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _encode(("acme\x00",)),  # PostgreSQL text cannot hold NUL
+        _encode(("active\x00", "acme")),
+        _encode(("Acme", "acme\x00")),
+        raw_cursor('["\\udcff"]'),  # a lone surrogate
+        raw_cursor('["a", "\\ud800"]'),
+        raw_cursor('[{"t": "2026-01-01T00:00:00+00:00"}, "\\u0000"]'),
+        raw_cursor("[" * 3000 + "]" * 3000),
+        "B" * 50_000,
+    ],
+)
+@pytest.mark.parametrize("sort", ["slug", "-name", "created", "-status"])
+def test_cursors_holding_what_postgresql_cannot_take_give_the_first_page(
+    client, sign_in_as, cursor, sort
+):
+    sign_in_as()
+    for direction in ("after", "before"):
+        response = client.get(f"/tenants?sort={sort}&{direction}={cursor}", headers=HOST)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]

@@ -7,6 +7,7 @@ same way. The browser talks to it with CSRF protection on, as in production.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterator
@@ -54,11 +55,16 @@ def live_server(app, _server) -> Iterator[str]:
     on the same app object, and tests from both kinds may interleave.
     """
     previous = app.config.get("WTF_CSRF_ENABLED")
+    settings = app.config["PORTAL"]
     app.config["WTF_CSRF_ENABLED"] = True
+    # Links in mail carry the configured port (never the Host header's): configure the one
+    # this server listens on, as a deployment sets PORT.
+    app.config["PORTAL"] = dataclasses.replace(settings, port=_server)
     try:
         yield f"http://localhost:{_server}"
     finally:
         app.config["WTF_CSRF_ENABLED"] = previous
+        app.config["PORTAL"] = settings
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +107,31 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("PORTAL_SCREENSHOTS_DIR") or ARTIFACTS)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def vnu_java() -> str:
+    """The `java` that runs the Nu HTML Checker, with vnu.jar in place (fetched from npm by
+    scripts/vendor-vnu.sh on first use). Without them the validator test skips with the reason,
+    or fails under PORTAL_REQUIRE_E2E=1 (CI), like the browser tests."""
+    import shutil
+    import subprocess
+
+    from tests.e2e.checkers import VNU_JAR, VNU_SCRIPT
+
+    java = shutil.which("java")
+    reason = None
+    if java is None:
+        reason = "the HTML validator needs Java 11 or newer (apt-get install default-jre-headless)"
+    elif not VNU_JAR.exists():
+        if shutil.which("npm"):
+            subprocess.run([str(VNU_SCRIPT)], capture_output=True, timeout=300, check=False)
+        if not VNU_JAR.exists():
+            reason = (
+                f"the HTML validator needs {VNU_JAR} (scripts/vendor-vnu.sh fetches it from npm)"
+            )
+    if reason is not None:
+        if os.environ.get("PORTAL_REQUIRE_E2E") == "1":
+            pytest.fail(f"PORTAL_REQUIRE_E2E=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return java

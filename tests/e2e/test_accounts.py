@@ -19,7 +19,7 @@ from portal.accounts.services import create_user
 from portal.compliance.audit import Actor
 from portal.db import db
 from portal.queue import queues
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, staff_code
 
 pytestmark = pytest.mark.e2e
 
@@ -171,6 +171,8 @@ def test_support_staff_open_a_tenant_from_the_console_read_only(
     page.get_by_label("Email").fill(member.email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Authentication code").fill(staff_code(member))  # staff MFA
+    page.get_by_role("button", name="Verify and sign in").click()
     page.goto(f"{live_server}/tenants/{tenant.slug}")
     page.get_by_role("button", name="Open Acme Rockets's users (read-only)").click()
     expect(page).to_have_url(f"http://{tenant.slug}.localhost:{port}/users")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import PASSWORD, purge, unique_slug
+from tests.conftest import PASSWORD, purge, staff_code, unique_slug
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +28,15 @@ def purge_after(app):
         purge(slug)
 
 
-def sign_in(page: Page, base: str, email: str) -> None:
+def sign_in(page: Page, base: str, member) -> None:
+    """Both steps: the password, then the code from the member's authenticator app."""
     page.goto(f"{base}/sign-in")
-    page.get_by_label("Email").fill(email)
+    page.get_by_label("Email").fill(member.email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/sign-in/verify")
+    page.get_by_label("Authentication code").fill(staff_code(member))
+    page.get_by_role("button", name="Verify and sign in").click()
     expect(page).to_have_url(f"{base}/")
     expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
 
@@ -73,7 +77,7 @@ def test_staff_creates_finds_suspends_and_audits_a_tenant(
     page.goto(f"{base}/sign-in")
     expect(page.get_by_role("heading", name="Staff sign-in")).to_be_visible()
     snap(page, artifacts, "console-sign-in.png")
-    sign_in(page, base, member.email)
+    sign_in(page, base, member)
 
     # Create the tenant.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Tenants").click()
@@ -147,7 +151,7 @@ def test_staff_creates_finds_suspends_and_audits_a_tenant(
 def test_create_tenant_errors_come_back_inline(page: Page, live_server, make_staff, artifacts):
     base = live_server
     member = make_staff("platform_admin")
-    sign_in(page, base, member.email)
+    sign_in(page, base, member)
     page.goto(f"{base}/tenants/new")
     mark_document(page)
 
@@ -194,7 +198,7 @@ def test_back_button_after_live_search_restores_previous_list(
     first = make_tenant(slug=f"{prefix}-alpha", name=f"Alpha {prefix}")
     second = make_tenant(slug=f"{prefix}-beta", name=f"Beta {prefix}")
     member = make_staff("platform_admin")
-    sign_in(page, base, member.email)
+    sign_in(page, base, member)
 
     page.goto(f"{base}/tenants?q={prefix}")
     expect(results(page)).to_contain_text(f"2 tenants matching “{prefix}”")
@@ -224,7 +228,7 @@ def test_live_server_refuses_a_form_post_without_csrf_token(
 ):
     base = live_server
     member = make_staff("platform_admin")
-    sign_in(page, base, member.email)
+    sign_in(page, base, member)
     slug = unique_slug("csrf")
     purge_after.append(slug)
 
@@ -236,3 +240,79 @@ def test_live_server_refuses_a_form_post_without_csrf_token(
     assert "Form expired" in response.text()
     page.goto(f"{base}/tenants?q={slug}")
     expect(results(page)).to_contain_text(f"0 tenants matching “{slug}”")
+
+
+def test_staff_member_without_mfa_enrols_at_first_sign_in(
+    page: Page, live_server, make_staff, artifacts
+):
+    import pyotp
+
+    base = live_server
+    member = make_staff("support", mfa=False)
+    page.goto(f"{base}/sign-in")
+    page.get_by_label("Email").fill(member.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/account")
+    expect(page.get_by_role("alert")).to_contain_text("must use two-factor authentication")
+    main = page.get_by_role("navigation", name="Main")
+    expect(main.get_by_role("link", name="Tenants")).to_have_count(0)
+    expect(main.get_by_role("link", name="My account")).to_be_visible()
+
+    page.goto(f"{base}/tenants")  # anything else leads back to enrolment
+    expect(page).to_have_url(f"{base}/account")
+    page.get_by_role("button", name="Set up two-factor authentication").click()
+    expect(
+        page.get_by_role("img", name="QR code to scan with your authenticator app")
+    ).to_be_visible()
+    key = page.locator("#mfa-secret").inner_text().replace(" ", "")
+    snap(page, artifacts, "console-mfa-enrol.png")
+    page.get_by_label("Code from your app").fill(pyotp.TOTP(key).now())
+    page.get_by_role("button", name="Turn on two-factor authentication").click()
+    expect(page.get_by_role("heading", name="Two-factor authentication is on")).to_be_visible()
+    expect(page.locator("#backup-codes li")).to_have_count(10)
+    page.get_by_role("link", name="I saved them — continue").click()
+    expect(page).to_have_url(f"{base}/account")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Tenants").click()
+    expect(page).to_have_url(f"{base}/tenants")
+
+
+def test_staff_mfa_and_account_pages_have_no_serious_accessibility_violations(
+    browser, live_server, make_staff
+):
+    import pyotp
+
+    from tests.e2e.checkers import axe_violations as violations
+
+    base = live_server
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(5_000)
+    page = context.new_page()
+    try:
+        member = make_staff("support", mfa=False)
+        found = {}
+        page.goto(f"{base}/sign-in")
+        page.get_by_label("Email").fill(member.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(f"{base}/account")
+        found["enrolment required"] = violations(page)
+        page.get_by_role("button", name="Set up two-factor authentication").click()
+        expect(page.locator("#mfa-secret")).to_be_visible()
+        found["enrolment"] = violations(page)
+        key = page.locator("#mfa-secret").inner_text().replace(" ", "")
+        page.get_by_label("Code from your app").fill(pyotp.TOTP(key).now())
+        page.get_by_role("button", name="Turn on two-factor authentication").click()
+        expect(page.locator("#backup-codes li")).to_have_count(10)
+        found["backup codes"] = violations(page)
+        page.goto(f"{base}/account")
+        found["account"] = violations(page)
+        page.get_by_role("button", name="Sign out", exact=True).click()
+        page.get_by_label("Email").fill(member.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(f"{base}/sign-in/verify")
+        found["second step"] = violations(page)
+        assert found == {name: [] for name in found}
+    finally:
+        context.close()

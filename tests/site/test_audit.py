@@ -50,7 +50,7 @@ def seqs(html: str) -> list[int]:
 
 def tamper(sql):
     """Change the trail as the database owner, with the append-only trigger bypassed."""
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
         conn.exec_driver_sql(sql)
 
@@ -189,7 +189,7 @@ def test_empty_filter_result_says_what_to_do(client, tenant, officer):
 def test_member_gets_403_on_every_audit_page(client, tenant, site_user, sign_in_site):
     sign_in_site(tenant, site_user(tenant))
     assert client.get("/audit", headers=host(tenant)).status_code == 403
-    assert client.get("/audit.csv", headers=host(tenant)).status_code == 403
+    assert client.post("/audit.csv", headers=host(tenant)).status_code == 403
     assert client.post("/audit/verify", headers=host(tenant)).status_code == 403
     assert audit_entries(tenant, AuditAction.AUDIT_EXPORT) == []
 
@@ -197,7 +197,7 @@ def test_member_gets_403_on_every_audit_page(client, tenant, site_user, sign_in_
 def test_signed_out_visitors_are_sent_to_sign_in(client, tenant):
     for response in (
         client.get("/audit", headers=host(tenant)),
-        client.get("/audit.csv", headers=host(tenant)),
+        client.post("/audit.csv", headers=host(tenant)),
         client.post("/audit/verify", headers=host(tenant)),
     ):
         assert response.status_code in (302, 303)
@@ -223,7 +223,7 @@ def test_entries_of_another_tenant_never_appear(client, tenant, make_tenant, sit
     assert table(filtered) == "" and "No entries match" in filtered
     about = body(client.get(f"/audit?user={stranger.id}", headers=host(tenant)))
     assert "elsewhere.example" not in about
-    export = body(client.get("/audit.csv", headers=host(tenant)))
+    export = body(client.post("/audit.csv", headers=host(tenant)))
     assert "elsewhere.example" not in export and "accounts:role:delete" not in export
     # The other tenant's trail has no trace of this tenant's export either.
     assert audit_entries(other, AuditAction.AUDIT_EXPORT) == []
@@ -241,7 +241,7 @@ def test_csv_export_has_a_header_and_the_filtered_rows_and_is_audited(
         AuditAction.ROLE_CREATE,
         actor=Actor(type="user", id="3", label="=cmd|' /C calc'!A0"),
     )
-    response = client.get("/audit.csv?action=auth:", headers=host(tenant))
+    response = client.post("/audit.csv", data={"action": "auth:"}, headers=host(tenant))
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     disposition = response.headers["Content-Disposition"]
@@ -257,7 +257,9 @@ def test_csv_export_has_a_header_and_the_filtered_rows_and_is_audited(
     assert json.loads(reset["detail"]) == {"note": "=HYPERLINK(1)"}
     assert len(reset["hash"]) == 64 and len(reset["prev_hash"]) == 64
     # Unfiltered: every entry, oldest first; text a spreadsheet would run is defused.
-    everything = list(csv.reader(io.StringIO(body(client.get("/audit.csv", headers=host(tenant))))))
+    everything = list(
+        csv.reader(io.StringIO(body(client.post("/audit.csv", headers=host(tenant)))))
+    )
     numbers = [int(r[0]) for r in everything[1:]]
     assert numbers == sorted(numbers) and numbers[0] == 1
     role_row = next(r for r in everything[1:] if r[2] == "accounts:role:create")
@@ -269,8 +271,46 @@ def test_csv_export_has_a_header_and_the_filtered_rows_and_is_audited(
 
 
 def test_the_export_records_itself_before_its_rows(client, tenant, officer):
-    rows = list(csv.reader(io.StringIO(body(client.get("/audit.csv", headers=host(tenant))))))
+    rows = list(csv.reader(io.StringIO(body(client.post("/audit.csv", headers=host(tenant))))))
     assert rows[-1][2] == AuditAction.AUDIT_EXPORT
+
+
+def test_the_page_offers_the_export_as_a_form_carrying_the_filters(client, tenant, officer):
+    html = body(client.get("/audit?action=auth:&by=staff", headers=host(tenant)))
+    form = re.search(r'<form[^>]*action="/audit.csv".*?</form>', html, re.S)
+    assert form and 'method="post"' in form.group(0)
+    assert 'name="csrf_token"' in form.group(0) and "Export CSV" in form.group(0)
+    assert 'name="action" value="auth:"' in form.group(0)
+    assert 'name="by" value="staff"' in form.group(0)
+
+
+def test_export_by_get_answers_405_and_records_nothing(client, tenant, officer):
+    # A link (or an <img>) on another site can only make the browser GET.
+    response = client.get("/audit.csv?action=auth:", headers=host(tenant))
+    assert response.status_code == 405
+    assert audit_entries(tenant, AuditAction.AUDIT_EXPORT) == []
+
+
+def test_export_without_a_csrf_token_is_refused_and_records_nothing(app, client, tenant, officer):
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        # What a cross-site form would send: the filters, but no token.
+        response = client.post("/audit.csv", data={"action": "auth:"}, headers=host(tenant))
+        assert response.status_code == 400 and response.mimetype == "text/html"
+        assert audit_entries(tenant, AuditAction.AUDIT_EXPORT) == []
+        # The page's own form, token included, gets the download.
+        page = body(client.get("/audit", headers=host(tenant)))
+        form = re.search(r'<form[^>]*action="/audit.csv".*?</form>', page, re.S).group(0)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form)
+        token = token or re.search(r'value="([^"]+)"[^>]*name="csrf_token"', form)
+        response = client.post(
+            "/audit.csv", data={"csrf_token": token.group(1)}, headers=host(tenant)
+        )
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        body(response)
+        assert len(audit_entries(tenant, AuditAction.AUDIT_EXPORT)) == 1
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
 
 
 # ---- verify -----------------------------------------------------------------------------------
@@ -337,9 +377,11 @@ def cursor(values) -> str:
     ],
 )
 def test_hostile_filter_input_never_breaks_the_page(client, tenant, officer, query):
-    for url in ("/audit", "/audit.csv"):
-        response = client.get(url, query_string=query, headers=host(tenant))
-        assert response.status_code in (200, 422), (url, response.status_code)
+    for response in (
+        client.get("/audit", query_string=query, headers=host(tenant)),
+        client.post("/audit.csv", data=query, headers=host(tenant)),
+    ):
+        assert response.status_code in (200, 422), (response.request.path, response.status_code)
         body(response)  # a streamed export fails while streaming, not before
 
 

@@ -192,7 +192,9 @@ def test_registering_an_existing_email_shows_the_same_page(client, tenant):
     assert normalised(existing.data, email) == normalised(fresh.data, ghost)
     assert "already have one" in last_mail(email).body
     with db.tenant_scope(tenant) as session:
-        assert services.count_users(session) == 2
+        # The fresh sign-up exists, unconfirmed, and does not count toward max users yet.
+        assert services.find_user(session, ghost).registration_pending
+        assert services.count_users(session) == 1
 
 
 def test_registration_refuses_an_invalid_email(client, tenant):
@@ -223,3 +225,58 @@ def test_registration_over_the_user_limit_answers_like_any_other(client, make_te
     assert normalised(full.data) == normalised(known.data)
     with db.tenant_scope(tenant) as session:
         assert services.count_users(session) == 1
+
+
+# ---- unconfirmed sign-ups and the user limit (issue 11 §6) --------------------------------
+
+
+def test_unconfirmed_sign_ups_do_not_block_an_admins_invitation_at_the_limit(
+    client, make_tenant, site_user, sign_in_site
+):
+    tenant = make_tenant(max_users=2)
+    allow_registration(tenant)
+    sign_in_site(tenant, site_user(tenant, ["tenant_admin"]))
+    stranger = Site(client.application.test_client(), tenant, addr="203.0.113.77")
+    for n in range(4):
+        signed_up = stranger.post("/register", {"email": f"squat{n}-{tenant.slug}@example.com"})
+        assert signed_up.status_code == 200
+    response = client.post(
+        "/users/invite",
+        data={"email": f"hire-{tenant.slug}@example.com"},
+        headers={"Host": f"{tenant.slug}.localhost"},
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+    with db.tenant_scope(tenant) as session:
+        assert services.count_users(session) == 2
+
+
+def test_confirming_a_sign_up_when_full_is_refused_on_the_page_then_works_with_room(
+    client, make_tenant
+):
+    tenant = make_tenant(max_users=1)
+    allow_registration(tenant)
+    site = Site(client, tenant)
+    email = f"early-{tenant.slug}@example.com"
+    assert site.post("/register", {"email": email}).status_code == 200
+    link = link_in_mail(email, "invitation")
+    taken_id, _ = invite(tenant, email=f"chosen-{tenant.slug}@example.com")
+    refused = accept(site, link)
+    assert refused.status_code == 422
+    assert f"{tenant.name} has reached its limit of 1 users" in refused.get_data(as_text=True)
+    assert "use this link again" in refused.get_data(as_text=True)
+    with db.tenant_scope(tenant) as session:
+        services.delete_user(session, services.get_user(session, taken_id), actor=SYSTEM)
+    assert accept(site, link).status_code == 303
+
+
+def test_an_expired_sign_up_link_is_gone(client, tenant):
+    allow_registration(tenant)
+    site = Site(client, tenant)
+    email = f"slow-{tenant.slug}@example.com"
+    site.post("/register", {"email": email})
+    link = link_in_mail(email, "invitation")
+    with db.tenant_scope(tenant) as session:
+        user = services.find_user(session, email)
+        user.registration_expires_at = now() - timedelta(seconds=1)
+    assert site.get(link).status_code == 410
+    assert accept(site, link).status_code == 410

@@ -114,6 +114,41 @@ def test_too_many_wrong_codes_drop_the_pending_sign_in(client, tenant, mfa_user)
     assert site.get("/").status_code == 302
 
 
+def test_replaying_the_pending_cookie_does_not_reset_the_wrong_code_count(client, tenant, mfa_user):
+    """Issue 11 §6: the count lives on the server, keyed by the pending step's random id."""
+    user_id, email, secret, _ = mfa_user
+    site = Site(client, tenant, addr="198.51.100.40")
+    site.sign_in(email)
+    after_password = site.cookie()
+    wrong = "000000" if code_at(secret) != "000000" else "111111"
+    answers = []
+    for _ in range(5):
+        site.set_cookie("session", after_password)  # as if no wrong code had been counted
+        answers.append(site.post("/sign-in/verify", {"code": wrong}).status_code)
+    assert answers == [422, 422, 422, 422, 303]
+    site.set_cookie("session", after_password)
+    sixth = site.post("/sign-in/verify", {"code": wrong})
+    assert sixth.status_code == 303 and sixth.location == "/sign-in"  # the step has ended
+    site.set_cookie("session", after_password)
+    right = site.post("/sign-in/verify", {"code": code_at(secret)})
+    assert right.status_code == 303 and right.location == "/sign-in"
+    assert site.get("/").status_code == 302
+    assert session_methods(tenant, user_id) == []
+
+
+def test_a_completed_second_step_cannot_be_replayed(client, tenant, mfa_user):
+    user_id, email, _, codes = mfa_user
+    site = Site(client, tenant, addr="198.51.100.41")
+    site.sign_in(email)
+    after_password = site.cookie()
+    assert site.post("/sign-in/verify", {"code": codes[0]}).status_code == 303
+    site.clear_cookies()
+    site.set_cookie("session", after_password)
+    replayed = site.post("/sign-in/verify", {"code": codes[1]})
+    assert replayed.status_code == 303 and replayed.location == "/sign-in"
+    assert session_methods(tenant, user_id) == ["backup_code"]
+
+
 def test_pending_sign_in_expires(client, tenant, mfa_user, monkeypatch):
     from portal.site import views
 

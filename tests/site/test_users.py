@@ -14,6 +14,7 @@ from portal.accounts.models import User, UserRole, UserSession
 from portal.compliance.audit import Actor, AuditAction
 from portal.db import db
 from portal.mail import OutboxMessage
+from portal.tenancy.urls import tenant_base_url
 from tests.site.conftest import audit_entries, host, htmx
 
 SYSTEM = Actor.system("test")
@@ -429,7 +430,8 @@ def test_invite_creates_an_invited_user_and_mails_a_link(client, tenant, admin):
                 OutboxMessage.to_addr == "new@example.com", OutboxMessage.tenant_slug == tenant.slug
             )
         ).one()
-    assert re.search(rf"http://{tenant.slug}\.localhost/invitation/\S+", mail.body)
+    base = tenant_base_url(tenant, client.application.config["PORTAL"])
+    assert re.search(rf"{re.escape(base)}/invitation/\S+", mail.body)
     page = body(client.get(response.headers["Location"], headers=host(tenant)))
     assert "Invitation sent to new@example.com" in page
 

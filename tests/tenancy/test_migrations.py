@@ -47,9 +47,10 @@ CATALOG_QUERIES = {
 
 def catalog(schema):
     snapshot = {}
-    with db.platform_scope() as session:
+    # As the owner: information_schema shows only what the reader holds privileges on.
+    with db.owner_engine.connect() as conn:
         for name, query in CATALOG_QUERIES.items():
-            rows = session.execute(text(query), {"schema": schema}).all()
+            rows = conn.execute(text(query), {"schema": schema}).all()
             snapshot[name] = sorted(
                 tuple(str(v).replace(f'"{schema}"', "S").replace(schema, "S") for v in row)
                 for row in rows
@@ -69,7 +70,7 @@ def bare_schemas(app):
 def test_a_migrated_schema_equals_a_provisioned_schema(bare_schemas):
     migrated, provisioned = unique_slug("m"), unique_slug("p")
     bare_schemas += [migrated, provisioned]
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         for statement in bootstrap_ddl(tenant_schema(migrated)):
             conn.exec_driver_sql(statement)
         run_tenant_migrations(conn, tenant_schema(migrated))
@@ -79,13 +80,13 @@ def test_a_migrated_schema_equals_a_provisioned_schema(bare_schemas):
     assert a["columns"], "the migrated schema has no tables"
     for part in CATALOG_QUERIES:
         assert a[part] == b[part], part
-    with db.engine.connect() as conn:
+    with db.owner_engine.connect() as conn:
         revisions = schema_revisions(conn, [tenant_schema(migrated), tenant_schema(provisioned)])
     assert set(revisions.values()) == {head_revision()}
 
 
 def downgrade_to_base(tenant):
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         run_tenant_migrations(conn, tenant.schema, target="base", downgrade=True)
 
 
@@ -99,7 +100,8 @@ def test_migrate_resumes_after_an_injected_failure_in_one_schema(make_tenant):
     first, broken, last = (make_tenant() for _ in range(3))
     for t in (first, broken, last):
         downgrade_to_base(t)
-    with db.engine.begin() as conn:  # the injected failure: a table the migration wants to create
+    # The injected failure: a table the migration wants to create.
+    with db.owner_engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE TABLE "{broken.schema}".users (id int)')
     slugs = [first.slug, broken.slug, last.slug]
 
@@ -110,7 +112,7 @@ def test_migrate_resumes_after_an_injected_failure_in_one_schema(make_tenant):
     with db.platform_scope() as session:
         row = session.get(Tenant, broken.id)
         assert row.migration_error and row.schema_revision is None
-    with db.engine.connect() as conn:
+    with db.owner_engine.connect() as conn:
         revisions = schema_revisions(conn, [first.schema, broken.schema, last.schema])
     assert revisions == {
         first.schema: head_revision(),
@@ -118,7 +120,7 @@ def test_migrate_resumes_after_an_injected_failure_in_one_schema(make_tenant):
         last.schema: head_revision(),
     }
 
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         conn.exec_driver_sql(f'DROP TABLE "{broken.schema}".users')
     again = migrate_tenants(jobs=2, slugs=slugs)
     assert again.migrated == [broken.slug] and again.up_to_date == 2 and again.ok
@@ -131,7 +133,7 @@ def test_canary_failure_stops_before_the_rest(make_tenant):
     canary, *rest = (make_tenant() for _ in range(3))
     for t in (canary, *rest):
         downgrade_to_base(t)
-    with db.engine.begin() as conn:
+    with db.owner_engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE TABLE "{canary.schema}".users (id int)')
     report = migrate_tenants(jobs=2, canary=1, slugs=[canary.slug] + [t.slug for t in rest])
     assert list(report.failed) == [canary.slug]
@@ -173,7 +175,7 @@ def downgrade():
     )
     report = migrate_tenants(jobs=2, slugs=[t.slug for t in tenants], script=script)
     assert report.ok and sorted(report.migrated) == sorted(t.slug for t in tenants)
-    with db.platform_scope() as session:
+    with db.owner_engine.connect() as session:  # information_schema shows the owner's tables
         found = (
             session.execute(
                 text(
@@ -186,14 +188,14 @@ def downgrade():
             .all()
         )
     assert sorted(found) == sorted(t.schema for t in tenants)
-    with db.engine.connect() as conn:
+    with db.owner_engine.connect() as conn:
         assert set(schema_revisions(conn, [t.schema for t in tenants]).values()) == {"0999test"}
 
 
 def test_only_one_migration_run_at_a_time(app, run_cli):
     from portal.tenancy.migrations import MIGRATE_LOCK_KEY, MigrationInProgress
 
-    with db.engine.connect() as other:  # another run, holding the lock
+    with db.owner_engine.connect() as other:  # another run, holding the lock
         other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
         try:
             with pytest.raises(MigrationInProgress):

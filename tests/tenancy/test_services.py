@@ -28,7 +28,7 @@ def schema_exists(schema):
     with db.platform_scope() as session:
         return bool(
             session.execute(
-                text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :s"),
                 {"s": schema},
             ).first()
         )
@@ -86,8 +86,8 @@ def test_duplicate_slug_and_domain_are_clear_errors(make_tenant):
 
 def test_failed_provisioning_leaves_no_tenant_row_behind(app):
     slug = unique_slug()
-    with db.platform_scope() as session:
-        session.execute(text(f'CREATE SCHEMA "tenant_{slug.replace("-", "_")}"'))
+    with db.owner_engine.begin() as conn:  # DDL: the owner role
+        conn.execute(text(f'CREATE SCHEMA "tenant_{slug.replace("-", "_")}"'))
     try:
         with pytest.raises(Exception, match="already exists"):
             with db.platform_scope() as session:
