@@ -387,6 +387,8 @@ def staff_mfa_lines() -> list[str]:
     return [
         f"  Staff TOTP secret {mfa.format_secret(DEMO_STAFF_TOTP_SECRET)}  (development only)",
         f"  Staff TOTP URI    {uri}",
+        '  Staff TOTP code   .venv/bin/python -c "import pyotp; '
+        f"print(pyotp.TOTP('{DEMO_STAFF_TOTP_SECRET}').now())\"",
     ]
 
 
