@@ -60,7 +60,7 @@ class TenantUser:
         self.client = app.test_client()
 
     def create(self) -> None:
-        from portal.accounts.services import create_user
+        from portal.accounts.lifecycle import create_user
         from portal.db import db
         from portal.tenancy.models import Tenant
 

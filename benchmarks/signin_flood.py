@@ -252,7 +252,7 @@ def p95(latencies: list[float]) -> float:
 def create_bench_tenant(slug: str) -> str:
     from sqlalchemy import select
 
-    from portal.accounts import services
+    from portal.accounts import lifecycle
     from portal.db import db
     from portal.tenancy.models import Tenant
 
@@ -262,7 +262,7 @@ def create_bench_tenant(slug: str) -> str:
         tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).one()
         session.expunge(tenant)
     with db.tenant_scope(tenant) as session:
-        services.create_user(
+        lifecycle.create_user(
             session,
             email=email,
             name="Bench Admin",
@@ -272,7 +272,7 @@ def create_bench_tenant(slug: str) -> str:
             actor=common.actor(),
         )
         for i in range(MEMBERS):
-            services.create_user(
+            lifecycle.create_user(
                 session,
                 email=f"member-{i:02d}@{slug}.example",
                 name=f"Member {i:02d}",

@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from portal.accounts import services
+from portal.accounts import invitations
 from portal.compliance.audit import Actor
 from portal.db import db
 from portal.tenancy.models import Tenant, TenantStatus
@@ -21,7 +21,7 @@ from portal.tenancy.models import Tenant, TenantStatus
 log = logging.getLogger(__name__)
 
 
-def purge_expired_registrations(batch: int = services.REGISTRATION_PURGE_BATCH) -> int:
+def purge_expired_registrations(batch: int = invitations.REGISTRATION_PURGE_BATCH) -> int:
     """Remove every tenant's unconfirmed self-registrations past their expiry (72 h after
     signing up); returns how many were removed."""
     with db.platform_scope() as session:
@@ -36,7 +36,7 @@ def purge_expired_registrations(batch: int = services.REGISTRATION_PURGE_BATCH) 
         while True:
             try:
                 with db.tenant_scope(slug) as session:
-                    removed = services.purge_expired_registrations(
+                    removed = invitations.purge_expired_registrations(
                         session, actor=actor, limit=batch
                     )
             except DBAPIError as error:

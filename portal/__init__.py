@@ -51,7 +51,6 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the portal. `config` overrides settings fields (tests pass database_url etc.)."""
     from portal import observability
     from portal.auth import flood
-    from portal.cli import configure_services
     from portal.console import (  # noqa: F401  (routes on console bp)
         account_views as console_account_views,
     )
@@ -65,9 +64,16 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.ops import bp as ops_bp
     from portal.passwords import configure_hashing
     from portal.queue import queues
-    from portal.site import account_views, admin_views, audit_views, sessions_views  # noqa: F401  (routes on site bp)
+    from portal.site import (  # noqa: F401  (routes on site bp)
+        account_views,
+        admin_views,
+        audit_views,
+        sessions_views,
+        views,
+    )
     from portal.site import staff_views as site_staff_views  # noqa: F401  (routes on site bp)
-    from portal.site.views import bp as site_bp
+    from portal.site.blueprint import bp as site_bp
+    from portal.startup import configure_services
     from portal.web import HostDispatcher
 
     settings = load_settings(**(config or {}))

@@ -416,5 +416,5 @@ def load_models() -> None:
     import portal.accounts.models  # noqa: F401
     import portal.compliance.models  # noqa: F401
     import portal.console.models  # noqa: F401
-    import portal.mail  # noqa: F401
+    import portal.mail_models  # noqa: F401
     import portal.tenancy.models  # noqa: F401

@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal import crypto
+from portal.accounts.lifecycle import create_user, delete_user, suspend_user
 from portal.accounts.models import BackupCode, Device, Role, User, UserSession, UserStatus
-from portal.accounts.services import create_role, create_user, delete_user, suspend_user
+from portal.accounts.roles import create_role
 from portal.auth import mfa
 from portal.auth.services import TOTP_PURPOSE, describe_agent
 from portal.compliance.audit import Actor, AuditAction, record

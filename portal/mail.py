@@ -8,6 +8,7 @@ written to `platform.outbox` in its own short transaction; then
 - without it (the embedded default), it stays in the outbox as "stored", readable by staff.
 Message bodies may hold one-time links, so the outbox is visible to platform admins only.
 Delivery is safe to run twice: it locks the row and skips a message already sent.
+The outbox table itself is declared in `portal/mail_models.py`.
 """
 
 from __future__ import annotations
@@ -19,40 +20,12 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 
-from sqlalchemy import DateTime, Integer, String, Text, func
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from portal.compliance.audit import Actor, AuditAction, record
-from portal.db import PlatformBase, db, on_commit
+from portal.db import db, on_commit
+from portal.mail_models import OutboxMessage, OutboxStatus
 from portal.validation import InputError
-
-
-class OutboxStatus:
-    STORED = "stored"  # no SMTP server configured: kept for staff to read
-    QUEUED = "queued"
-    SENT = "sent"
-    FAILED = "failed"
-
-    ALL = (STORED, QUEUED, SENT, FAILED)
-
-
-class OutboxMessage(PlatformBase):
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_slug: Mapped[str | None] = mapped_column(String(63), index=True)
-    to_addr: Mapped[str] = mapped_column(String(320))
-    subject: Mapped[str] = mapped_column(String(300))
-    body: Mapped[str] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(32), default="notice")
-    status: Mapped[str] = mapped_column(String(16))
-    error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
-    )
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
 
 _settings = None
 

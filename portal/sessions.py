@@ -60,7 +60,8 @@ def load(
             model.id.label("session_id"),
             model.created_at.label("session_created_at"),
             model.last_seen_at.label("session_last_seen_at"),
-            *owner_model.__table__.columns,
+            # Not the derived ones (the users' search vector): nothing reads them here.
+            *(c for c in owner_model.__table__.columns if c.computed is None),
             *extra_columns,
         )
         .join_from(model, owner_model)

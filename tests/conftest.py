@@ -66,9 +66,8 @@ def _clear_sign_in_throttle(request):
         yield
         return
     request.getfixturevalue("app")
-    from portal.queue import queues
-
     from portal.auth.flood import forget_refused
+    from portal.queue import queues
 
     keys = list(queues.redis.scan_iter("throttle:*"))
     if keys:

@@ -6,13 +6,13 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from portal.accounts.lifecycle import find_user
 from portal.accounts.models import UserSession
-from portal.accounts.services import find_user
 from portal.compliance.audit import AuditAction
 from portal.compliance.models import TenantAuditEntry
 from portal.config import Settings
 from portal.db import db
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from portal.tenancy.routing import TenantRef
 from portal.tenancy.urls import tenant_base_url
 from tests.conftest import PASSWORD

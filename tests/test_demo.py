@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from portal import crypto
 from portal.accounts.models import BackupCode, Device, Role, User, UserRole, UserSession
-from portal.accounts.services import permissions_for
+from portal.accounts.roles import permissions_for
 from portal.auth.services import TOTP_PURPOSE
 from portal.compliance.audit import AuditAction, verify_chain
 from portal.compliance.models import TenantAuditEntry
@@ -109,7 +109,7 @@ def test_seed_tenant_people_twice_creates_nothing_more(make_tenant):
 def test_seed_tenant_people_adds_only_the_missing_people(make_tenant):
     tenant = make_tenant()
     alex = f"alex@{tenant.slug}.example"
-    from portal.accounts.services import create_user
+    from portal.accounts.lifecycle import create_user
     from portal.compliance.audit import Actor
 
     with db.tenant_scope(tenant) as session:

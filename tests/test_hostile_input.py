@@ -12,7 +12,7 @@ import secrets
 import pytest
 from sqlalchemy import delete, func, select
 
-from portal.accounts import services
+from portal.accounts import lifecycle, validation
 from portal.accounts.models import User, UserSession
 from portal.compliance.audit import Actor
 from portal.compliance.models import PlatformAuditEntry, TenantAuditEntry
@@ -154,8 +154,8 @@ AMBIGUOUS = ["İnci@example.com", "inci@exİmple.com", "ΟΔΥΣ@example.gr", "�
 
 @pytest.mark.parametrize("email", AMBIGUOUS)
 def test_validate_email_refuses_letters_without_a_single_lower_case(email):
-    with pytest.raises(services.AccountError) as refused:
-        services.validate_email(email)
+    with pytest.raises(validation.AccountError) as refused:
+        validation.validate_email(email)
     assert "lower case" in str(refused.value) and refused.value.field == "email"
 
 
@@ -163,7 +163,7 @@ def test_validate_email_refuses_letters_without_a_single_lower_case(email):
     "email", ["inci@example.com", "i̇nci@example.com", "Müller@example.de", "ΟΔΥΣΣΕΑΣ.x@example.gr"]
 )
 def test_validate_email_accepts_letters_whose_lower_case_is_one_letter(email):
-    assert services.validate_email(email) == email
+    assert validation.validate_email(email) == email
 
 
 def test_inviting_a_dotted_capital_i_twin_of_an_existing_user_is_refused_not_a_500(
@@ -198,9 +198,9 @@ def test_changing_an_email_to_a_dotted_capital_i_twin_is_refused_not_a_500(
 
 def test_creating_a_user_with_a_final_sigma_twin_is_refused_not_a_500(tenant):
     with db.tenant_scope(tenant) as session:
-        services.create_user(session, email="οδυσ@example.gr", actor=SYSTEM, status="active")
-    with pytest.raises(services.AccountError), db.tenant_scope(tenant) as session:
-        services.create_user(session, email="ΟΔΥΣ@example.gr", actor=SYSTEM, status="active")
+        lifecycle.create_user(session, email="οδυσ@example.gr", actor=SYSTEM, status="active")
+    with pytest.raises(validation.AccountError), db.tenant_scope(tenant) as session:
+        lifecycle.create_user(session, email="ΟΔΥΣ@example.gr", actor=SYSTEM, status="active")
 
 
 def test_staff_with_a_dotted_capital_i_twin_is_refused_not_a_500(app):
@@ -210,7 +210,7 @@ def test_staff_with_a_dotted_capital_i_twin_is_refused_not_a_500(app):
             session, email=email, role="support", password=PASSWORD + "!", actor=SYSTEM
         )
     try:
-        with pytest.raises(services.AccountError) as refused, db.platform_scope() as session:
+        with pytest.raises(validation.AccountError) as refused, db.platform_scope() as session:
             staff_services.create_staff(
                 session,
                 email="İ" + email[1:],
@@ -226,7 +226,7 @@ def test_staff_with_a_dotted_capital_i_twin_is_refused_not_a_500(app):
 
 def test_staff_email_longer_than_the_column_is_refused_not_a_500(app):
     email = "a@" + "b" * 400 + ".example"
-    with pytest.raises(services.AccountError), db.platform_scope() as session:
+    with pytest.raises(validation.AccountError), db.platform_scope() as session:
         staff_services.create_staff(
             session, email=email, role="support", password=PASSWORD + "!", actor=SYSTEM
         )

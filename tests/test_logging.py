@@ -8,8 +8,8 @@ import logging
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from portal.accounts.lifecycle import create_user
 from portal.accounts.models import User
-from portal.accounts.services import create_user
 from portal.compliance.audit import Actor
 from portal.db import db
 from portal.observability import log_handler, redact_db_values

@@ -10,7 +10,8 @@ from sqlalchemy import delete, select
 
 from portal import mail
 from portal.db import db
-from portal.mail import Mail, OutboxMessage, send_mail, store_and_dispatch
+from portal.mail import Mail, send_mail, store_and_dispatch
+from portal.mail_models import OutboxMessage
 from portal.queue import queues
 
 

@@ -32,12 +32,12 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
-from portal.accounts import services
+from portal.accounts import roles
 from portal.accounts.models import Device, User, UserSession
 from portal.compliance.audit import Actor
 from portal.console.models import StaffUser
 from portal.db import db, tenant_schema
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from portal.tenancy.models import Tenant
 from tests.conftest import PASSWORD, purge
 from tests.site import conftest as site_fixtures
@@ -546,7 +546,7 @@ def test_every_tenant_site_route_survives_arbitrary_input(
             select(UserSession.id).where(UserSession.user_id == target.id)
         )
         target_device = session.scalar(select(Device.id).where(Device.user_id == target.id))
-        role = services.create_role(
+        role = roles.create_role(
             session, name="Fuzzed role", permissions=["accounts:user:view"], actor=SYSTEM
         )
         role_key = role.key

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import TenantBase
@@ -29,6 +31,19 @@ class UserStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     DELETED = "deleted"
+
+
+# The users list's search (portal/accounts/listing.py, `search_condition`): the lexemes of a
+# user are the pieces of the lower-cased email and name, each cut after one of - . _ @ + '
+# (which it keeps) and at white space and ( ) , ; : " (which go): "anna.schmidt@x.example",
+# "Anna Schmidt" -> anna. schmidt@ x. example anna schmidt. A typed word is cut the same way,
+# its pieces must all be lexemes, the last one only as a prefix ("schmidt", "alex@", "x.ex").
+# 'simple' needs no dictionary: array_to_tsvector takes the pieces as they are. Migration 0004
+# repeats this text (migrations import no application code); both must stay equal.
+USER_SEARCH_VECTOR = (
+    "array_to_tsvector(array_remove(regexp_split_to_array(lower(email || ' ' || name), "
+    "'(?<=[-._@+''])|[\\s(),;:\"]+'), ''))"
+)
 
 
 class User(TenantBase):
@@ -42,6 +57,7 @@ class User(TenantBase):
         Index("ix_users_created_order", "created_at", "id"),
         Index("ix_users_last_sign_in_order", "last_sign_in_at", "id"),
         Index("ix_users_status", "status"),
+        Index("ix_users_search", "search_vector", postgresql_using="gin"),
         # The expiry job's search: only unconfirmed self-registrations have the column set.
         Index(
             "ix_users_registration_expires_at",
@@ -71,6 +87,11 @@ class User(TenantBase):
     # tenant's max users, and is purged once this passes (jobs/accounts.py). Cleared when the
     # link is used and the quota allows; admins' invitations never set it.
     registration_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Derived from email and name by PostgreSQL (so erasure and every rename update it); never
+    # loaded with the row, only searched.
+    search_vector: Mapped[str | None] = mapped_column(
+        TSVECTOR, Computed(USER_SEARCH_VECTOR, persisted=True), deferred=True
+    )
 
     @property
     def display_name(self) -> str:
@@ -133,6 +154,8 @@ class UserSession(TenantBase):
     """A signed-in browser of a tenant user. The cookie carries a token; only its hash is kept."""
 
     __tablename__ = "user_sessions"
+    # The Sessions page's keyset order (newest activity first): a backward range scan.
+    __table_args__ = (Index("ix_user_sessions_last_seen_order", "last_seen_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

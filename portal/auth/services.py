@@ -1,6 +1,6 @@
 """Tenant user authentication: sign-in (password, then TOTP or a backup code), sessions and
 devices, password change and reset, MFA enrolment. Runs inside a tenant scope, like
-portal.accounts.services, and follows its rules (flush, audit, mail after commit).
+the services of portal.accounts, and follows their rules (flush, audit, mail after commit).
 
 Rules kept here (A3–A7):
 - Every password check costs one Argon2 verification, known account or not, and throttled or
@@ -23,6 +23,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from portal import sessions
+from portal.accounts.lifecycle import end_all_sessions, find_user
+from portal.accounts.links import PASSWORD_RESET_HOURS, issue_token, redeem_token, void_tokens
 from portal.accounts.models import (
     BackupCode,
     Device,
@@ -32,18 +34,9 @@ from portal.accounts.models import (
     UserSession,
     UserStatus,
 )
-from portal.accounts.services import (
-    PASSWORD_RESET_HOURS,
-    AccountError,
-    end_all_sessions,
-    ensure_may_change_user,
-    find_user,
-    issue_token,
-    redeem_token,
-    role_permissions_column,
-    security_settings,
-    void_tokens,
-)
+from portal.accounts.roles import ensure_may_change_user, role_permissions_column
+from portal.accounts.settings import security_settings
+from portal.accounts.validation import AccountError
 from portal.auth import second_factor
 from portal.auth.password_policy import check_password
 from portal.auth.throttle import SignInThrottle
@@ -290,7 +283,7 @@ def end_user_session(session: Session, token: str, *, actor: Actor) -> None:
 
 def load_user_session(session: Session, token: str, settings: SecuritySettings | None = None):
     """The signed-in user's row (user columns plus `session_id`, `session_created_at` and
-    `role_permissions`, see accounts.services.permissions_of), or None. The tenant's idle and absolute timeouts apply (`settings`, read if not given); only
+    `role_permissions`, see accounts.roles.permissions_of), or None. The tenant's idle and absolute timeouts apply (`settings`, read if not given); only
     active users stay signed in."""
     settings = settings or security_settings(session)
     row = sessions.load(

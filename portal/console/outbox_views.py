@@ -14,7 +14,7 @@ from portal import mail
 from portal.console.auth import current_actor
 from portal.console.forms import ActionForm
 from portal.console.views import bp, safe_next
-from portal.mail import OutboxMessage, OutboxStatus
+from portal.mail_models import OutboxMessage, OutboxStatus
 from portal.pagination import keyset_page
 from portal.permissions import Permission, requires
 from portal.validation import InputError

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from portal import sessions
-from portal.accounts.services import AccountError, validate_email
+from portal.accounts.validation import AccountError, validate_email
 from portal.auth import second_factor
 from portal.auth.password_policy import check_password
 from portal.auth.throttle import SignInThrottle

@@ -7,7 +7,7 @@ from flask import abort, url_for
 from sqlalchemy import func, select
 from wtforms.fields.choices import SelectChoice
 
-from portal.accounts.services import AccountError
+from portal.accounts.validation import AccountError
 from portal.console import services
 from portal.console.auth import current_actor
 from portal.console.forms import ActionForm, StaffCreateForm, StaffRoleForm, StaffTenantsForm

@@ -15,7 +15,7 @@ from flask import abort, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from portal.accounts import services
+from portal.accounts import lifecycle, roles, settings
 from portal.accounts.models import User, UserSession
 from portal.auth import mfa
 from portal.auth import services as auth
@@ -28,7 +28,8 @@ from portal.auth.forms import (
 )
 from portal.passwords import verify_password
 from portal.site.auth import DEVICE_COOKIE, current_actor, tenant_settings
-from portal.site.views import attach_error, bp, sign_in_throttle, signed_out_here
+from portal.site.blueprint import bp
+from portal.site.common import attach_error, sign_in_throttle, signed_out_here
 from portal.validation import InputError
 from portal.web import (
     client_addr,
@@ -56,7 +57,7 @@ def own_account(view):
 
 
 def me(*, lock: bool = False) -> User:
-    user = services.get_user(request_session(), current_user.id, lock=lock)
+    user = lifecycle.get_user(request_session(), current_user.id, lock=lock)
     if user is None:  # deleted under our feet; the session goes with the user
         abort(404)
     return user
@@ -89,8 +90,8 @@ def password_refused(user: User, password: str, field) -> bool:
 
 def render_account(user: User, form: ProfileForm | None = None, *, status: int = 200):
     db = request_session()
-    names = services.role_names(db)
-    keys = services.user_role_keys(db, user.id)
+    names = roles.role_names(db)
+    keys = roles.user_role_keys(db, user.id)
     return render_page(
         "site/account.html",
         "profile",
@@ -110,7 +111,7 @@ def account():
     form = ProfileForm()
     if form.validate_on_submit():
         try:
-            changed = services.update_profile(
+            changed = lifecycle.update_profile(
                 request_session(), user, name=form.name.data or "", actor=current_actor()
             )
         except InputError as error:
@@ -141,7 +142,7 @@ def render_security(block: str | None = None, *, status: int = 200, **forms):
         block,
         user=user,
         welcome=request.args.get("welcome") == "1",
-        mfa_required=services.mfa_enforced_for(tenant_settings(), current_user.permissions),
+        mfa_required=settings.mfa_enforced_for(tenant_settings(), current_user.permissions),
         codes_left=auth.backup_codes_left(db, user.id) if user.mfa_enabled else 0,
         setup=setup,
         password_form=forms.get("password_form") or ChangePasswordForm(formdata=None),
@@ -257,7 +258,7 @@ def mfa_disable():
                     user,
                     password=form.password.data,
                     actor=current_actor(),
-                    required=services.mfa_enforced_for(tenant_settings(), current_user.permissions),
+                    required=settings.mfa_enforced_for(tenant_settings(), current_user.permissions),
                 )
             except InputError as error:
                 if error.field == "password":
@@ -300,7 +301,7 @@ def account_sessions():
 def account_session_revoke(session_id):
     if not ActionForm().validate_on_submit():
         abort(400)
-    if not services.revoke_session(
+    if not lifecycle.revoke_session(
         request_session(), current_user.id, session_id, actor=current_actor()
     ):
         abort(404)
@@ -316,7 +317,7 @@ def account_session_revoke(session_id):
 def account_sessions_revoke_others():
     if not ActionForm().validate_on_submit():
         abort(400)
-    ended = services.revoke_all_sessions(
+    ended = lifecycle.revoke_all_sessions(
         request_session(),
         me(lock=True),
         actor=current_actor(),

@@ -1,5 +1,5 @@
-"""Tenant admin pages: the users list with bulk actions, invitations, a user's page, roles and
-security settings. Routes attach to the site blueprint.
+"""Tenant admin pages: the home page's overview, the users list with bulk actions,
+invitations, a user's page, roles and security settings. Routes attach to the site blueprint.
 
 Each view is: permission, the object (404 when it is not this tenant's), a form, one service
 call, and a response — a 303 for a plain form, or for HTMX the changed block with an
@@ -15,12 +15,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import abort, request, url_for
 from flask import session as cookie
-from flask_login import current_user
+from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 from wtforms.fields.choices import SelectChoice
 
-from portal.accounts import listing, services
+from portal.accounts import bulk, invitations, lifecycle, listing
+from portal.accounts import roles as account_roles
+from portal.accounts import settings as account_settings
 from portal.accounts.forms import (
     ActionForm,
     BulkForm,
@@ -32,13 +34,14 @@ from portal.accounts.forms import (
     SuspendForm,
 )
 from portal.accounts.models import Role, User, UserStatus
-from portal.accounts.services import AccountError
+from portal.accounts.validation import AccountError
 from portal.auth import services as auth
 from portal.compliance.audit import AuditAction
 from portal.compliance.models import TenantAuditEntry
 from portal.permissions import TENANT_PERMISSIONS, BuiltinRole, Permission, requires
 from portal.site.auth import current_actor, tenant_settings
-from portal.site.views import attach_error, bp, site_base_url
+from portal.site.blueprint import bp
+from portal.site.common import attach_error, site_base_url
 from portal.validation import InputError, selected_ids
 from portal.web import local_path, render_page, request_session, see_other, wants_fragment
 
@@ -58,7 +61,7 @@ DANGEROUS = {
     "revoke_sessions": "They are signed out of every browser and must sign in again.",
     "delete": (
         f"They are signed out and removed from the organisation; they can be restored for "
-        f"{services.USER_DELETE_GRACE_DAYS} days, then their data is erased."
+        f"{lifecycle.USER_DELETE_GRACE_DAYS} days, then their data is erased."
     ),
 }
 BULK_VERBS = {
@@ -86,7 +89,7 @@ def role_choices(session, all_roles=None) -> list[SelectChoice]:
     """Roles a user can be given (Member is having none)."""
     return [
         SelectChoice(r.key, r.name)
-        for r in (all_roles or services.roles(session))
+        for r in (all_roles or account_roles.roles(session))
         if r.key != BuiltinRole.MEMBER
     ]
 
@@ -94,8 +97,8 @@ def role_choices(session, all_roles=None) -> list[SelectChoice]:
 def ungrantable_roles(session, all_roles=None) -> set[str]:
     """Roles the signed-in person may not give (a permission they lack): offered disabled.
     The services refuse them anyway; this only keeps the page from offering them."""
-    all_roles = all_roles or services.roles(session)
-    return {r.key for r in all_roles} - services.grantable_role_keys(
+    all_roles = all_roles or account_roles.roles(session)
+    return {r.key for r in all_roles} - account_roles.grantable_role_keys(
         session, current_actor(), all_roles
     )
 
@@ -128,7 +131,7 @@ def render_users(args, *, status: int = 200, **extra):
         after=args.get("after"),
         before=args.get("before"),
     )
-    all_roles = services.roles(db)
+    all_roles = account_roles.roles(db)
     manage = current_user.can(Permission.USERS_MANAGE)
     bulk_form = extra.pop("bulk_form", None)
     if manage and bulk_form is None:
@@ -151,8 +154,8 @@ def render_users(args, *, status: int = 200, **extra):
         here=here,
         manage=manage,
         bulk_form=bulk_form,
-        grace_days=services.USER_DELETE_GRACE_DAYS,
-        grace=timedelta(days=services.USER_DELETE_GRACE_DAYS),
+        grace_days=lifecycle.USER_DELETE_GRACE_DAYS,
+        grace=timedelta(days=lifecycle.USER_DELETE_GRACE_DAYS),
         dangerous=DANGEROUS,
         refusals=extra.pop("refusals", None) or cookie.pop("bulk_refusals", None),
         confirm=extra.pop("confirm", None),
@@ -199,13 +202,13 @@ def users_bulk():
         confirm = {"action": action, "users": chosen, "consequence": DANGEROUS[action]}
         return render_users(args, bulk_form=form, confirm=confirm)
     try:
-        result = services.bulk_apply(db, ids, action, actor=current_actor(), role_key=role_key)
+        result = bulk.bulk_apply(db, ids, action, actor=current_actor(), role_key=role_key)
     except AccountError as error:
         attach_error(form, error, "action")
         return render_users(args, status=422, bulk_form=form)
     verb = BULK_VERBS[action]
     if action == "assign_role":
-        verb = f"given the role {services.role_names(db).get(role_key, role_key)}"
+        verb = f"given the role {account_roles.role_names(db).get(role_key, role_key)}"
     toast = result.summary(verb)
     if wants_fragment():
         return toast_response(render_users(args, refusals=result.refused), toast)
@@ -222,7 +225,7 @@ def user_invite():
     form.roles.choices = role_choices(db)
     if form.validate_on_submit():
         try:
-            user = services.invite_user(
+            user = invitations.invite_user(
                 db,
                 email=form.email.data,
                 name=form.name.data or "",
@@ -262,7 +265,7 @@ def access_user(user_id: int, *, lock: bool = False) -> User:
     """The user, or 404 when there is none with this id in this tenant."""
     if not 0 < user_id <= MAX_ID:
         abort(404)
-    user = services.get_user(request_session(), user_id, lock=lock)
+    user = lifecycle.get_user(request_session(), user_id, lock=lock)
     if user is None:
         abort(404)
     return user
@@ -291,9 +294,9 @@ def render_user(user: User, block: str | None = None, *, status: int = 200, **fo
     def shows(*parts: str) -> bool:
         return whole or block in parts
 
-    deadline = services.restore_deadline(user)
-    all_roles = services.roles(db)
-    keys = services.user_role_keys(db, user.id)
+    deadline = lifecycle.restore_deadline(user)
+    all_roles = account_roles.roles(db)
+    keys = account_roles.user_role_keys(db, user.id)
     roles_form = forms.pop("roles_form", None) or RolesForm(formdata=None, roles=keys)
     roles_form.roles.choices = [
         SelectChoice(r.key, r.name) for r in all_roles if r.key != BuiltinRole.MEMBER
@@ -303,15 +306,15 @@ def render_user(user: User, block: str | None = None, *, status: int = 200, **fo
         u=user,
         # Why the signed-in person may not change this user (they hold more), if so: the page
         # then offers no changes, and the services would refuse them anyway.
-        protected=services.user_change_refusal(db, user.id, actor=actor),
+        protected=account_roles.user_change_refusal(db, user.id, actor=actor),
         locked_roles={r.key for r in all_roles}
-        - services.grantable_role_keys(db, actor, all_roles),
+        - account_roles.grantable_role_keys(db, actor, all_roles),
         role_keys=keys,
         role_info={r.key: r for r in all_roles},
         role_notes={r.key: r.description for r in all_roles},
         deadline=deadline,
         restorable=deadline is not None and deadline > datetime.now(UTC),
-        grace_days=services.USER_DELETE_GRACE_DAYS,
+        grace_days=lifecycle.USER_DELETE_GRACE_DAYS,
         is_self=actor_is(user),
         profile_form=forms.pop("profile_form", None)
         or ProfileForm(formdata=None, name=user.name, email=user.email),
@@ -357,7 +360,7 @@ def user_profile(user_id):
     form = ProfileForm()
     if form.validate_on_submit():
         try:
-            done = services.update_profile(
+            done = lifecycle.update_profile(
                 request_session(),
                 user,
                 name=form.name.data or "",
@@ -382,7 +385,9 @@ def user_roles(user_id):
     form.roles.choices = role_choices(db)
     if form.validate_on_submit():
         try:
-            done = services.set_user_roles(db, user, form.roles.data or [], actor=current_actor())
+            done = account_roles.set_user_roles(
+                db, user, form.roles.data or [], actor=current_actor()
+            )
         except AccountError as error:
             attach_error(form, error, "roles")
         else:
@@ -410,7 +415,7 @@ def user_suspend(user_id):
     if not form.validate_on_submit():
         return render_user(user, "status", status=422, suspend_form=form)
     try:
-        done = services.suspend_user(
+        done = lifecycle.suspend_user(
             request_session(), user, actor=current_actor(), reason=form.reason.data
         )
     except AccountError as error:
@@ -425,7 +430,7 @@ def user_reactivate(user_id):
     user = access_user(user_id, lock=True)
     return status_change(
         user,
-        lambda: services.reactivate_user(request_session(), user, actor=current_actor()),
+        lambda: lifecycle.reactivate_user(request_session(), user, actor=current_actor()),
         f"{user.email} reactivated",
         f"{user.email} is not suspended",
     )
@@ -437,8 +442,8 @@ def user_delete(user_id):
     user = access_user(user_id, lock=True)
     return status_change(
         user,
-        lambda: services.delete_user(request_session(), user, actor=current_actor()),
-        f"{user.email} deleted — restorable for {services.USER_DELETE_GRACE_DAYS} days",
+        lambda: lifecycle.delete_user(request_session(), user, actor=current_actor()),
+        f"{user.email} deleted — restorable for {lifecycle.USER_DELETE_GRACE_DAYS} days",
         f"{user.email} is already deleted",
     )
 
@@ -449,7 +454,7 @@ def user_restore(user_id):
     user = access_user(user_id, lock=True)
     return status_change(
         user,
-        lambda: services.restore_user(request_session(), user, actor=current_actor()),
+        lambda: lifecycle.restore_user(request_session(), user, actor=current_actor()),
         f"{user.email} restored",
         f"{user.email} is not deleted",
     )
@@ -461,7 +466,7 @@ def user_resend_invitation(user_id):
     user = access_user(user_id, lock=True)
 
     def resend() -> bool:
-        services.resend_invitation(
+        invitations.resend_invitation(
             request_session(), user, actor=current_actor(), base_url=site_base_url()
         )
         return True
@@ -476,7 +481,7 @@ def user_session_revoke(user_id, session_id):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        ended = 0 < session_id <= MAX_ID and services.revoke_session(
+        ended = 0 < session_id <= MAX_ID and lifecycle.revoke_session(
             request_session(), user.id, session_id, actor=current_actor()
         )
     except AccountError as error:
@@ -495,7 +500,7 @@ def user_sessions_revoke(user_id):
     # Your own page: keep the browser you are using signed in.
     keep = current_user.session_id if actor_is(user) else None
     try:
-        ended = services.revoke_all_sessions(
+        ended = lifecycle.revoke_all_sessions(
             request_session(), user, actor=current_actor(), except_session=keep
         )
     except AccountError as error:
@@ -557,7 +562,7 @@ def permission_rows() -> list[tuple[str, str]]:
 def roles():
     return render_page(
         "site/roles.html",
-        roles=services.roles(request_session(), with_counts=True),
+        roles=account_roles.roles(request_session(), with_counts=True),
         permissions=permission_rows(),
     )
 
@@ -568,7 +573,7 @@ def role_new():
     form = RoleForm()
     if form.validate_on_submit():
         try:
-            role = services.create_role(
+            role = account_roles.create_role(
                 request_session(),
                 name=form.name.data,
                 description=form.description.data or "",
@@ -582,10 +587,10 @@ def role_new():
     return render_role(None, None, form, status=422 if request.method == "POST" else 200)
 
 
-def access_role(key: str) -> tuple[services.RoleInfo, Role | None]:
+def access_role(key: str) -> tuple[account_roles.RoleInfo, Role | None]:
     """The role's description and, for a tenant-defined role, its row; 404 for neither."""
     db = request_session()
-    info = next((r for r in services.roles(db, with_counts=True) if r.key == key), None)
+    info = next((r for r in account_roles.roles(db, with_counts=True) if r.key == key), None)
     if info is None:
         abort(404)
     row = None
@@ -601,7 +606,7 @@ def render_role(info, row, form=None, *, status: int = 200, error: str | None = 
     new one when `info` is None). Permissions the signed-in person lacks are offered disabled,
     and a role they may not change (they hold it, or it has more than they hold) read-only."""
     actor = current_actor()
-    held = services.held_permissions(actor)
+    held = account_roles.held_permissions(actor)
     if form is None and row is not None:
         form = RoleForm(
             formdata=None,
@@ -619,7 +624,7 @@ def render_role(info, row, form=None, *, status: int = 200, error: str | None = 
         codes={str(p): str(p) for p in TENANT_PERMISSIONS},
         delete_form=ActionForm(formdata=None),
         locked_permissions={str(p) for p in TENANT_PERMISSIONS} - held,
-        protected=services.role_change_refusal(request_session(), row, actor=actor)
+        protected=account_roles.role_change_refusal(request_session(), row, actor=actor)
         if row is not None
         else None,
         error=error,
@@ -640,7 +645,7 @@ def role(key):
     form = RoleForm()
     if form.validate_on_submit():
         try:
-            done = services.update_role(
+            done = account_roles.update_role(
                 request_session(),
                 row,
                 name=form.name.data,
@@ -665,7 +670,7 @@ def role_delete(key):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        services.delete_role(request_session(), row, actor=current_actor())
+        account_roles.delete_role(request_session(), row, actor=current_actor())
     except AccountError as error:
         return render_role(info, row, status=422, error=str(error))
     return see_other(url_for("site.roles"), toast=f"Role {info.name} deleted")
@@ -684,13 +689,13 @@ SETTING_FIELDS = (
 
 
 def render_security(form=None, *, status: int = 200):
-    current = services.security_settings(request_session())
+    current = account_settings.security_settings(request_session())
     return render_page(
         "site/security_settings.html",
         "settings",
         form=form or SecuritySettingsForm(formdata=None, obj=current),
         current=current,
-        deadline=services.mfa_deadline(current),
+        deadline=account_settings.mfa_deadline(current),
         status=status,
     )
 
@@ -703,7 +708,7 @@ def security_settings():
         return render_security()
     if form.validate_on_submit():
         try:
-            done = services.update_security_settings(
+            done = account_settings.update_security_settings(
                 request_session(),
                 actor=current_actor(),
                 **{name: getattr(form, name).data for name in SETTING_FIELDS},
@@ -719,6 +724,12 @@ def security_settings():
 
 
 # ---- overview -------------------------------------------------------------------------------
+
+
+@bp.get("/")
+@login_required
+def home():
+    return render_page("site/home.html", **overview())
 
 
 def overview() -> dict:
@@ -757,5 +768,5 @@ def overview() -> dict:
         "recent": recent,
         "entries": entries,
         "security": settings,
-        "mfa_deadline": services.mfa_deadline(settings),
+        "mfa_deadline": account_settings.mfa_deadline(settings),
     }

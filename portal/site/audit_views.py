@@ -20,7 +20,7 @@ from flask import Response, abort, request, url_for
 from flask_login import current_user
 from sqlalchemy import ColumnElement, and_, false, func, select, true
 
-from portal.accounts import services
+from portal.accounts import lifecycle
 from portal.accounts.forms import ActionForm
 from portal.accounts.models import User
 from portal.compliance import audit_csv
@@ -30,7 +30,7 @@ from portal.db import db
 from portal.pagination import keyset_page
 from portal.permissions import Permission, requires
 from portal.site.auth import current_actor
-from portal.site.views import bp
+from portal.site.blueprint import bp
 from portal.web import current_tenant, render_page, request_session, wants_fragment
 
 PAGE_SIZE = 50
@@ -111,7 +111,7 @@ def audit_filters(values=None) -> AuditFilters:
         f.ignored.append("The user in the link is not a user id")
     linked_email = session.scalar(select(User.email).where(User.id == linked)) if linked else None
     if f.target and not (linked_email and linked_email.lower() == f.target.lower()):
-        found = services.find_user(session, f.target)
+        found = lifecycle.find_user(session, f.target)
         if found is None:
             f.ignored.append(f"No user has the email address {f.target}")
             f.conditions.append(false())

@@ -53,12 +53,12 @@ class SignedInUser(UserMixin):
     @property
     def permissions(self) -> frozenset[str]:
         if self._permissions is None:
-            from portal.accounts import services
+            from portal.accounts import roles
 
             if hasattr(self.user, "role_permissions"):  # the session row brought them
-                self._permissions = services.permissions_of(self.user.role_permissions)
+                self._permissions = roles.permissions_of(self.user.role_permissions)
             else:  # the User object of a sign-in in progress
-                self._permissions = services.permissions_for(request_session(), self.user.id)
+                self._permissions = roles.permissions_for(request_session(), self.user.id)
         return self._permissions
 
     def can(self, permission: Permission | str) -> bool:
@@ -115,7 +115,7 @@ def current_actor():
 def tenant_settings():
     """The tenant's security settings, read once per request."""
     if "security_settings" not in g:
-        from portal.accounts.services import security_settings
+        from portal.accounts.settings import security_settings
 
         g.security_settings = security_settings(request_session())
     return g.security_settings
@@ -124,7 +124,7 @@ def tenant_settings():
 def mfa_enrolment_state() -> tuple[str, datetime | None]:
     """For the signed-in user: ("none", None) when MFA is on or not required; ("grace",
     deadline) while the policy's grace period runs; ("required", None) once it is over."""
-    from portal.accounts.services import mfa_deadline, mfa_enforced_for
+    from portal.accounts.settings import mfa_deadline, mfa_enforced_for
 
     if not current_user.is_authenticated or current_user.is_staff or current_user.mfa_enabled:
         return "none", None

@@ -5,7 +5,7 @@ revoking one or a selection. Routes attach to the site blueprint.
   of an active user. Expired rows linger until their next use deletes them; they are not shown.
 - The list is a keyset walk over (last_seen_at, id), newest activity first; the cursor is
   checked for shape before it reaches SQL, so a tampered one gives the first page, never a 500.
-- Revoking goes through `accounts.services.revoke_session` (which writes SESSION_REVOKE); the
+- Revoking goes through `accounts.lifecycle.revoke_session` (which writes SESSION_REVOKE); the
   person is signed out at their next request. Revoking the viewer's own session signs them out
   here at once. Another tenant's session id is not in this schema: 404.
 """
@@ -23,15 +23,17 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField, SelectMultipleField
 
-from portal.accounts import services
+from portal.accounts import lifecycle, validation
 from portal.accounts.forms import ActionForm
+from portal.accounts.listing import search_condition
 from portal.accounts.models import Device, User, UserSession, UserStatus
 from portal.auth.services import describe_agent
 from portal.pagination import Page, keyset_page
 from portal.permissions import Permission, requires
 from portal.site.admin_views import MAX_ID, toast_response
 from portal.site.auth import current_actor, tenant_settings
-from portal.site.views import bp, signed_out_here
+from portal.site.blueprint import bp
+from portal.site.common import signed_out_here
 from portal.validation import InputError, selected_ids
 from portal.web import local_path, render_page, request_session, see_other, wants_fragment
 
@@ -96,11 +98,7 @@ def live_sessions(
         User.status == UserStatus.ACTIVE,
     ]
     if filters.q:
-        needle = filters.q.lower()
-        conditions.append(
-            func.lower(User.email).contains(needle, autoescape=True)
-            | func.lower(User.name).contains(needle, autoescape=True)
-        )
+        conditions.append(search_condition(filters.q))  # as on the users list
     if filters.method:
         conditions.append(UserSession.method == filters.method)
     if filters.within:
@@ -222,10 +220,10 @@ def session_revoke(session_id):
         .where(UserSession.id == session_id)
     ).first()
     try:
-        done = owner is not None and services.revoke_session(
+        done = owner is not None and lifecycle.revoke_session(
             db, owner.user_id, session_id, actor=current_actor()
         )
-    except services.AccountError as error:  # its owner holds more than the viewer (A10)
+    except validation.AccountError as error:  # its owner holds more than the viewer (A10)
         refused = SessionsBulkForm(formdata=None)
         refused.form_errors.append(str(error))
         back = safe_list_url(request.form.get("next"))
@@ -276,9 +274,9 @@ def sessions_revoke():
     for row in chosen:
         try:
             with db.begin_nested():
-                if services.revoke_session(db, row.user_id, row.id, actor=current_actor()):
+                if lifecycle.revoke_session(db, row.user_id, row.id, actor=current_actor()):
                     ended.append(row)
-        except services.AccountError:  # its owner holds more than the viewer (A10)
+        except validation.AccountError:  # its owner holds more than the viewer (A10)
             refused += 1
     n = len(ended)
     toast = f"{n} session{'' if n == 1 else 's'} revoked" if n else "No sessions to revoke"

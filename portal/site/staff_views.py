@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import session
 from flask_login import login_user
 
-from portal.accounts.services import mfa_enforced_for
+from portal.accounts.settings import mfa_enforced_for
 from portal.auth import staff_access
 from portal.compliance.audit import AuditAction, record
 from portal.errors import render_error
 from portal.queue import queues
 from portal.site.auth import StaffVisitor, tenant_settings
-from portal.site.views import bp
+from portal.site.blueprint import bp
 from portal.web import actor_for, current_tenant, request_session, see_other
 
 

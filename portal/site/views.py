@@ -1,5 +1,5 @@
 """Tenant site pages: sign-in (password, then a second factor), sign-out, forgotten and reset
-passwords, invitations, self-registration and the signed-in home. Suspended tenants get a notice.
+passwords, invitations and self-registration. (A suspended tenant's notice: blueprint.py.)
 
 Sign-in rules kept here (A3–A5):
 - Every refusal of the password step (unknown account, wrong password, suspended user, throttled
@@ -18,13 +18,12 @@ Sign-in rules kept here (A3–A5):
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask_login import current_user, login_user, logout_user
 
-from portal.accounts import services
+from portal.accounts import invitations, lifecycle, links, validation
 from portal.accounts.models import TokenPurpose, User, UserStatus
 from portal.auth import pending, staff_access
 from portal.auth import services as auth
@@ -36,8 +35,6 @@ from portal.auth.forms import (
     SecondFactorForm,
     SignInForm,
 )
-from portal.auth.throttle import SignInThrottle
-from portal.errors import render_error
 from portal.queue import queues
 from portal.site.auth import (
     DEVICE_COOKIE,
@@ -46,8 +43,8 @@ from portal.site.auth import (
     current_actor,
     tenant_settings,
 )
-from portal.tenancy.routing import normalise_host
-from portal.tenancy.urls import host_base_url, tenant_base_url
+from portal.site.blueprint import bp
+from portal.site.common import attach_error, sign_in_throttle, site_base_url
 from portal.validation import InputError
 from portal.web import (
     actor_for,
@@ -59,8 +56,6 @@ from portal.web import (
     see_other,
 )
 
-bp = Blueprint("site", __name__)
-
 SIGN_IN_ERROR = "Email or password is not right."
 CODE_ERROR = "That code is not right."
 MFA_PENDING_SECONDS = 5 * 60
@@ -69,65 +64,14 @@ MFA_ATTEMPTS = 5  # wrong codes before the password step must be done again
 MAIL_LIMIT_PER_EMAIL = 5
 MAIL_LIMIT_PER_ADDRESS = 20
 MAIL_LIMIT_SECONDS = 15 * 60
-_HOST = re.compile(r"^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])$")  # a bare host name
 
 
-@bp.before_request
-def refuse_unless_active():
-    tenant = current_tenant()
-    if tenant is not None and not tenant.active:
-        return render_error(
-            403,
-            f"{tenant.name} is suspended",
-            f"Sign-in to {tenant.name} is paused by your service provider. Your data is kept. "
-            "Contact your provider's support to restore access.",
-            suspended=True,
-        )
-    return None
-
-
-@bp.get("/")
-@login_required
-def home():
-    from portal.site.admin_views import overview  # the admin pages' module imports this one
-
-    return render_page("site/home.html", **overview())
-
-
-# ---- helpers shared with the account pages ------------------------------------------------
-
-
-def sign_in_throttle() -> SignInThrottle:
-    """Failed sign-ins (and wrong re-entered passwords) of this tenant's users."""
-    return SignInThrottle(queues.redis, f"user:{current_tenant().slug}")
+# ---- helpers of the sign-in pages ----------------------------------------------------------
 
 
 def safe_next(target: str | None) -> str:
     """`target` if it is a path on this site, else the home page (no open redirect)."""
     return local_path(target, url_for("site.home"))
-
-
-def site_base_url() -> str:
-    """Where links in mail point: the host name this request reached the tenant on (the
-    dispatcher only routes hosts of this tenant here) with the configured scheme and port; the
-    port in the Host header is the client's choice and never used. Anything odder in the Host
-    header falls back to the tenant's own address."""
-    settings = current_app.config["PORTAL"]
-    host = normalise_host(request.host)
-    if _HOST.match(host):
-        return host_base_url(host, settings)
-    return tenant_base_url(current_tenant(), settings)
-
-
-def attach_error(form, error: InputError, fallback: str | None = None) -> None:
-    """Show a service's error next to the field it names (or `fallback`), else above the form."""
-    field = getattr(form, error.field or "", None) or (
-        getattr(form, fallback) if fallback else None
-    )
-    if field is not None and hasattr(field, "errors"):
-        field.errors = [*field.errors, str(error)]
-    else:
-        form.form_errors.append(str(error))
 
 
 def finish_sign_in(user: User, *, method: str, target: str, toast: str | None = None):
@@ -154,13 +98,6 @@ def finish_sign_in(user: User, *, method: str, target: str, toast: str | None = 
         secure=current_app.config["PORTAL"].production,
     )
     return response
-
-
-def signed_out_here(toast: str):
-    """This browser's session is gone (revoked from the sessions page): forget it here too."""
-    logout_user()
-    session.clear()
-    return see_other(url_for("site.sign_in"), toast=toast)
 
 
 def mail_allowed(kind: str, email: str) -> bool:
@@ -263,7 +200,7 @@ def mfa_verify():
         return redirect(url_for("site.home"))
     user_id = pending_user_id()
     db = request_session()
-    user = services.get_user(db, user_id) if user_id is not None else None
+    user = lifecycle.get_user(db, user_id) if user_id is not None else None
     if (
         user is None
         or user.status != UserStatus.ACTIVE
@@ -354,20 +291,20 @@ def reset_password(token):
 @bp.route("/invitation/<token>", methods=["GET", "POST"])
 def invitation(token):
     db = request_session()
-    invited = services.redeem_token(db, token, TokenPurpose.INVITATION, consume=False)
+    invited = links.redeem_token(db, token, TokenPurpose.INVITATION, consume=False)
     if invited is None or invited.status != UserStatus.INVITED:
         return link_invalid("invitation")
     form = InvitationForm(name=invited.name)
     if form.validate_on_submit():
         try:
-            user = services.accept_invitation(
+            user = invitations.accept_invitation(
                 db,
                 token,
                 password=form.password.data,
                 name=form.name.data or "",
                 actor=actor_for("user", invited.id, invited.email),
             )
-        except services.QuotaExceeded as error:
+        except validation.QuotaExceeded as error:
             # The organisation is full: not the password's fault, so above the form.
             form.form_errors.append(str(error))
         except InputError as error:
@@ -398,16 +335,16 @@ def register():
     if form.validate_on_submit():
         db = request_session()
         try:
-            email = services.validate_email(form.email.data)
+            email = validation.validate_email(form.email.data)
             if mail_allowed("register", email):
-                services.register_user(
+                invitations.register_user(
                     db,
                     email=email,
                     name=form.name.data or "",
                     actor=current_actor(),
                     base_url=site_base_url(),
                 )
-        except services.QuotaExceeded:
+        except validation.QuotaExceeded:
             # Answered like success: an error here would tell which addresses already exist.
             return render_page("site/register.html", form=form, sent=True)
         except InputError as error:

@@ -64,7 +64,7 @@ def connection_for_alembic(config: Config) -> Iterator[Connection]:
     if connection is not None:
         yield connection
         return
-    from portal.cli import configure_services
+    from portal.startup import configure_services
 
     configure_services(need_redis=False)
     with db.owner_engine.connect() as connection:  # migrations run as the owner role

@@ -15,7 +15,7 @@ from portal.db import db, query_each_schema, tenant_schema
 from portal.tenancy.models import Tenant, TenantStatus
 
 NEAR_QUOTA = 0.8
-# As accounts.services.count_users: unconfirmed self-registrations do not count.
+# As accounts.lifecycle.count_users: unconfirmed self-registrations do not count.
 COUNT_USERS = (
     "SELECT count(*) FROM {schema}.users "
     "WHERE status <> 'deleted' AND registration_expires_at IS NULL"

@@ -8,15 +8,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from portal.accounts import services
+from portal.accounts import bulk, invitations, lifecycle, links, roles
 from portal.accounts.models import Role, TokenPurpose, User, UserSession, UserStatus, UserToken
-from portal.accounts.services import AccountError
+from portal.accounts.validation import AccountError
 from portal.auth import services as auth
 from portal.auth.staff_access import Visit
 from portal.compliance.audit import Actor, AuditAction
 from portal.compliance.models import TenantAuditEntry
 from portal.db import db
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from portal.permissions import TENANT_PERMISSIONS
 from tests.conftest import PASSWORD
 
@@ -48,18 +48,18 @@ def audit_count(session) -> int:
 
 
 def make_user(session, email, roles=(), **kwargs) -> User:
-    return services.create_user(
+    return lifecycle.create_user(
         session, email=email, password=PASSWORD, role_keys=list(roles), actor=SYSTEM, **kwargs
     )
 
 
 def make_role(session, name, permissions) -> str:
-    return services.create_role(session, name=name, permissions=permissions, actor=SYSTEM).key
+    return roles.create_role(session, name=name, permissions=permissions, actor=SYSTEM).key
 
 
 def acting_as(session, user: User) -> Actor:
     """The actor a page makes for `user`: their own id, with the permissions they hold."""
-    held = services.permissions_for(session, user.id)
+    held = roles.permissions_for(session, user.id)
     return Actor("user", str(user.id), user.email, "198.51.100.7", permissions=held)
 
 
@@ -98,13 +98,13 @@ def test_a_user_manager_cannot_give_themself_the_tenant_admin_role(org):
         actor = acting_as(session, manager)
         refused(
             session,
-            lambda: services.set_user_roles(
+            lambda: roles.set_user_roles(
                 session, manager, [ids["helpdesk"], "tenant_admin"], actor=actor
             ),
             "You cannot give the role Tenant admin: it has permissions you do not hold",
         )
-        assert services.user_role_keys(session, manager.id) == [ids["helpdesk"]]
-        assert SECURITY not in services.permissions_for(session, manager.id)
+        assert roles.user_role_keys(session, manager.id) == [ids["helpdesk"]]
+        assert SECURITY not in roles.permissions_for(session, manager.id)
 
 
 def test_a_user_manager_cannot_give_a_member_a_role_beyond_their_own(org):
@@ -114,10 +114,10 @@ def test_a_user_manager_cannot_give_a_member_a_role_beyond_their_own(org):
         actor = acting_as(session, session.get(User, ids["manager"]))
         refused(
             session,
-            lambda: services.set_user_roles(session, member, ["compliance_officer"], actor=actor),
+            lambda: roles.set_user_roles(session, member, ["compliance_officer"], actor=actor),
             "compliance:audit:view",
         )
-        assert services.user_role_keys(session, member.id) == []
+        assert roles.user_role_keys(session, member.id) == []
 
 
 def test_a_user_manager_can_give_a_role_within_their_own_permissions(org):
@@ -126,8 +126,8 @@ def test_a_user_manager_can_give_a_role_within_their_own_permissions(org):
         narrow = make_role(session, "Viewers", [VIEW])
         member = session.get(User, ids["member"])
         actor = acting_as(session, session.get(User, ids["manager"]))
-        assert services.set_user_roles(session, member, [narrow], actor=actor)
-        assert services.user_role_keys(session, member.id) == [narrow]
+        assert roles.set_user_roles(session, member, [narrow], actor=actor)
+        assert roles.user_role_keys(session, member.id) == [narrow]
 
 
 def test_inviting_with_a_role_beyond_your_own_is_refused_and_creates_nobody(org):
@@ -136,7 +136,7 @@ def test_inviting_with_a_role_beyond_your_own_is_refused_and_creates_nobody(org)
         actor = acting_as(session, session.get(User, ids["manager"]))
         refused(
             session,
-            lambda: services.invite_user(
+            lambda: invitations.invite_user(
                 session,
                 email="accomplice@example.com",
                 role_keys=["tenant_admin"],
@@ -145,7 +145,7 @@ def test_inviting_with_a_role_beyond_your_own_is_refused_and_creates_nobody(org)
             ),
             "You cannot give the role Tenant admin",
         )
-        assert services.find_user(session, "accomplice@example.com") is None
+        assert lifecycle.find_user(session, "accomplice@example.com") is None
     assert not mails_to(tenant, "accomplice@example.com")
 
 
@@ -155,7 +155,7 @@ def test_bulk_assigning_a_role_beyond_your_own_is_refused_for_everyone(org):
         actor = acting_as(session, session.get(User, ids["manager"]))
         refused(
             session,
-            lambda: services.bulk_apply(
+            lambda: bulk.bulk_apply(
                 session,
                 [ids["manager"], ids["member"]],
                 "assign_role",
@@ -164,14 +164,14 @@ def test_bulk_assigning_a_role_beyond_your_own_is_refused_for_everyone(org):
             ),
             "You cannot give the role Tenant admin",
         )
-        assert services.user_role_keys(session, ids["member"]) == []
+        assert roles.user_role_keys(session, ids["member"]) == []
 
 
 def test_bulk_actions_report_the_users_who_hold_more_and_change_the_others(org):
     tenant, ids = org
     with db.tenant_scope(tenant) as session:
         actor = acting_as(session, session.get(User, ids["manager"]))
-        result = services.bulk_apply(
+        result = bulk.bulk_apply(
             session, [ids["admin"], ids["member"], ids["officer"]], "suspend", actor=actor
         )
         assert result.changed == 1
@@ -211,7 +211,7 @@ def test_a_role_manager_cannot_widen_a_role_they_hold(role_manager):
         own = role_row(session, keys["own"])
         refused(
             session,
-            lambda: services.update_role(
+            lambda: roles.update_role(
                 session,
                 own,
                 name=own.name,
@@ -231,7 +231,7 @@ def test_a_role_manager_cannot_add_a_permission_they_lack_to_another_role(role_m
         other = role_row(session, keys["other"])
         refused(
             session,
-            lambda: services.update_role(
+            lambda: roles.update_role(
                 session,
                 other,
                 name="Viewers",
@@ -249,7 +249,7 @@ def test_a_role_manager_can_change_a_role_within_their_permissions(role_manager)
     with db.tenant_scope(tenant) as session:
         actor = acting_as(session, session.get(User, manager_id))
         other = role_row(session, keys["other"])
-        assert services.update_role(
+        assert roles.update_role(
             session, other, name="Viewers", description="", permissions=[VIEW, MANAGE], actor=actor
         )
 
@@ -260,7 +260,7 @@ def test_a_role_manager_cannot_create_a_role_with_a_permission_they_lack(role_ma
         actor = acting_as(session, session.get(User, manager_id))
         refused(
             session,
-            lambda: services.create_role(
+            lambda: roles.create_role(
                 session, name="Escape hatch", permissions=[VIEW, SECURITY], actor=actor
             ),
             "You cannot give a role permissions you do not hold",
@@ -275,14 +275,14 @@ def test_a_role_manager_cannot_change_or_delete_a_role_holding_more_than_they_do
         auditors = role_row(session, keys["auditors"])
         refused(
             session,
-            lambda: services.update_role(
+            lambda: roles.update_role(
                 session, auditors, name="Auditors", description="", permissions=[], actor=actor
             ),
             "The role Auditors has permissions you do not hold",
         )
         refused(
             session,
-            lambda: services.delete_role(session, auditors, actor=actor),
+            lambda: roles.delete_role(session, auditors, actor=actor),
             "The role Auditors has permissions you do not hold",
         )
         assert role_row(session, keys["auditors"]).permissions == ["compliance:audit:view"]
@@ -294,7 +294,7 @@ def test_a_role_manager_cannot_delete_a_role_they_hold(role_manager):
         actor = acting_as(session, session.get(User, manager_id))
         refused(
             session,
-            lambda: services.delete_role(session, role_row(session, keys["own"]), actor=actor),
+            lambda: roles.delete_role(session, role_row(session, keys["own"]), actor=actor),
             "You hold the role Role managers",
         )
 
@@ -309,7 +309,7 @@ def test_a_user_manager_cannot_change_the_email_of_a_tenant_admin(org):
         actor = acting_as(session, session.get(User, ids["manager"]))
         refused(
             session,
-            lambda: services.update_profile(
+            lambda: lifecycle.update_profile(
                 session, admin, name="", email="attacker@evil.example", actor=actor
             ),
             "You cannot change the profile of this user: they hold permissions you do not",
@@ -320,18 +320,18 @@ def test_a_user_manager_cannot_change_the_email_of_a_tenant_admin(org):
 @pytest.mark.parametrize(
     "attempt, message",
     [
-        (lambda s, u, a: services.suspend_user(s, u, actor=a), "You cannot suspend this user"),
-        (lambda s, u, a: services.delete_user(s, u, actor=a), "You cannot delete this user"),
+        (lambda s, u, a: lifecycle.suspend_user(s, u, actor=a), "You cannot suspend this user"),
+        (lambda s, u, a: lifecycle.delete_user(s, u, actor=a), "You cannot delete this user"),
         (
             lambda s, u, a: auth.reset_mfa(s, u, actor=a),
             "You cannot reset two-factor authentication of this user",
         ),
         (
-            lambda s, u, a: services.revoke_all_sessions(s, u, actor=a),
+            lambda s, u, a: lifecycle.revoke_all_sessions(s, u, actor=a),
             "You cannot sign out this user",
         ),
         (
-            lambda s, u, a: services.revoke_session(s, u.id, u._session_id, actor=a),
+            lambda s, u, a: lifecycle.revoke_session(s, u.id, u._session_id, actor=a),
             "You cannot sign out this user",
         ),
         (
@@ -361,17 +361,17 @@ def test_a_user_manager_cannot_reactivate_or_restore_a_tenant_admin(org):
     tenant, ids = org
     with db.tenant_scope(tenant) as session:
         other_admin = make_user(session, "second-admin@example.com", ["tenant_admin"])
-        services.suspend_user(session, other_admin, actor=SYSTEM)
+        lifecycle.suspend_user(session, other_admin, actor=SYSTEM)
         actor = acting_as(session, session.get(User, ids["manager"]))
         refused(
             session,
-            lambda: services.reactivate_user(session, other_admin, actor=actor),
+            lambda: lifecycle.reactivate_user(session, other_admin, actor=actor),
             "You cannot reactivate this user",
         )
-        services.delete_user(session, other_admin, actor=SYSTEM)
+        lifecycle.delete_user(session, other_admin, actor=SYSTEM)
         refused(
             session,
-            lambda: services.restore_user(session, other_admin, actor=actor),
+            lambda: lifecycle.restore_user(session, other_admin, actor=actor),
             "You cannot restore this user",
         )
         assert other_admin.status == UserStatus.DELETED
@@ -383,11 +383,11 @@ def test_a_user_manager_can_act_on_a_member_and_on_themself(org):
         manager = session.get(User, ids["manager"])
         member = session.get(User, ids["member"])
         actor = acting_as(session, manager)
-        assert services.update_profile(
+        assert lifecycle.update_profile(
             session, member, name="Renamed", email="member2@example.com", actor=actor
         )
-        assert services.suspend_user(session, member, actor=actor)
-        assert services.update_profile(session, manager, name="Me", actor=actor)
+        assert lifecycle.suspend_user(session, member, actor=actor)
+        assert lifecycle.update_profile(session, manager, name="Me", actor=actor)
 
 
 def test_a_person_whose_permissions_the_door_did_not_give_holds_none(org):
@@ -399,23 +399,23 @@ def test_a_person_whose_permissions_the_door_did_not_give_holds_none(org):
         bare = Actor("user", str(ids["admin"]), "admin@example.com")
         refused(
             session,
-            lambda: services.set_user_roles(session, member, ["compliance_officer"], actor=bare),
+            lambda: roles.set_user_roles(session, member, ["compliance_officer"], actor=bare),
             "You cannot give the role Compliance officer",
         )
         refused(
             session,
-            lambda: services.suspend_user(session, admin, actor=Actor("user", "99999", "x")),
+            lambda: lifecycle.suspend_user(session, admin, actor=Actor("user", "99999", "x")),
             "You cannot suspend this user",
         )
 
 
 def test_the_system_actor_of_the_cli_and_jobs_holds_every_permission(org):
     tenant, ids = org
-    assert services.held_permissions(SYSTEM) == frozenset(TENANT_PERMISSIONS)
+    assert roles.held_permissions(SYSTEM) == frozenset(TENANT_PERMISSIONS)
     with db.tenant_scope(tenant) as session:
         member = session.get(User, ids["member"])
-        assert services.set_user_roles(session, member, ["tenant_admin"], actor=SYSTEM)
-        assert services.suspend_user(session, session.get(User, ids["admin"]), actor=SYSTEM)
+        assert roles.set_user_roles(session, member, ["tenant_admin"], actor=SYSTEM)
+        assert lifecycle.suspend_user(session, session.get(User, ids["admin"]), actor=SYSTEM)
 
 
 # ---- staff visits ----------------------------------------------------------------------------
@@ -440,20 +440,20 @@ def test_a_support_visit_cannot_grant_roles_create_roles_or_act_on_users(org):
         member = session.get(User, ids["member"])
         refused(
             session,
-            lambda: services.set_user_roles(session, member, ["tenant_admin"], actor=actor),
+            lambda: roles.set_user_roles(session, member, ["tenant_admin"], actor=actor),
             "You cannot give the role Tenant admin",
         )
         refused(
             session,
-            lambda: services.create_role(session, name="Mine", permissions=[MANAGE], actor=actor),
+            lambda: roles.create_role(session, name="Mine", permissions=[MANAGE], actor=actor),
             "permissions you do not hold",
         )
         refused(
             session,
-            lambda: services.suspend_user(session, session.get(User, ids["admin"]), actor=actor),
+            lambda: lifecycle.suspend_user(session, session.get(User, ids["admin"]), actor=actor),
             "You cannot suspend this user",
         )
-        assert services.user_role_keys(session, member.id) == []
+        assert roles.user_role_keys(session, member.id) == []
 
 
 def test_a_platform_admin_visit_holds_every_tenant_permission(org):
@@ -461,7 +461,7 @@ def test_a_platform_admin_visit_holds_every_tenant_permission(org):
     actor = visit_actor("platform_admin")
     with db.tenant_scope(tenant) as session:
         member = session.get(User, ids["member"])
-        assert services.set_user_roles(session, member, ["tenant_admin"], actor=actor)
+        assert roles.set_user_roles(session, member, ["tenant_admin"], actor=actor)
 
 
 # ---- an email change: notice to the old address, links voided -------------------------------
@@ -471,11 +471,11 @@ def test_changing_an_email_mails_the_old_address_after_commit_and_voids_links(or
     tenant, ids = org
     with db.tenant_scope(tenant) as session:
         member = session.get(User, ids["member"])
-        services.issue_token(session, member, TokenPurpose.PASSWORD_RESET, 1)
+        links.issue_token(session, member, TokenPurpose.PASSWORD_RESET, 1)
     with db.tenant_scope(tenant) as session:
         member = session.get(User, ids["member"])
         admin = session.get(User, ids["admin"])
-        assert services.update_profile(
+        assert lifecycle.update_profile(
             session,
             member,
             name="",
@@ -495,12 +495,12 @@ def test_changing_an_email_mails_the_old_address_after_commit_and_voids_links(or
 
 def test_correcting_an_invited_users_email_sends_a_new_invitation_to_the_new_address(tenant):
     with db.tenant_scope(tenant) as session:
-        invited = services.invite_user(
+        invited = invitations.invite_user(
             session, email="typo@exmaple.com", actor=SYSTEM, base_url=BASE_URL
         )
     with db.tenant_scope(tenant) as session:
         invited = session.get(User, invited.id)
-        services.update_profile(
+        lifecycle.update_profile(
             session, invited, name="", email="right@example.com", actor=SYSTEM, base_url=BASE_URL
         )
         [token] = session.scalars(select(UserToken).where(UserToken.user_id == invited.id)).all()

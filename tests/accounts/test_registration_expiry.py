@@ -12,13 +12,13 @@ from rq import SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy import select, update
 
-from portal.accounts import services
+from portal.accounts import invitations, lifecycle, links, settings
 from portal.accounts.models import User, UserStatus, UserToken
-from portal.accounts.services import QuotaExceeded
+from portal.accounts.validation import QuotaExceeded
 from portal.compliance.audit import Actor, AuditAction, verify_chain
 from portal.compliance.models import TenantAuditEntry
 from portal.db import db
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from portal.queue import queues
 from tests.conftest import PASSWORD
 
@@ -32,8 +32,8 @@ def small(make_tenant):
     """A tenant allowing self-registration, limited to 2 users, with its admin (1 of 2)."""
     tenant = make_tenant(max_users=2)
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(session, actor=SYSTEM, self_registration=True)
-        services.create_user(
+        settings.update_security_settings(session, actor=SYSTEM, self_registration=True)
+        lifecycle.create_user(
             session,
             email="admin@example.com",
             password=PASSWORD,
@@ -45,7 +45,7 @@ def small(make_tenant):
 
 def sign_up(tenant, email: str) -> None:
     with db.tenant_scope(tenant) as session:
-        services.register_user(session, email=email, name="", actor=ANONYMOUS, base_url=BASE_URL)
+        invitations.register_user(session, email=email, name="", actor=ANONYMOUS, base_url=BASE_URL)
 
 
 def link_token(tenant, email: str) -> str:
@@ -61,7 +61,7 @@ def link_token(tenant, email: str) -> str:
 def confirm(tenant, email: str):
     token = link_token(tenant, email)
     with db.tenant_scope(tenant) as session:
-        return services.accept_invitation(
+        return invitations.accept_invitation(
             session, token, password=PASSWORD, actor=Actor("user", None, email)
         )
 
@@ -77,7 +77,7 @@ def expire(tenant, *emails: str) -> None:
 
 def status_of(tenant, email: str) -> str | None:
     with db.tenant_scope(tenant) as session:
-        user = services.find_user(session, email)
+        user = lifecycle.find_user(session, email)
         return user.status if user else None
 
 
@@ -85,14 +85,16 @@ def test_unconfirmed_sign_ups_do_not_block_an_admins_invitation_at_the_limit(sma
     for n in range(3):
         sign_up(small, f"signup{n}@example.com")
     with db.tenant_scope(small) as session:
-        assert services.count_users(session) == 1
+        assert lifecycle.count_users(session) == 1
         pending = session.scalars(select(User).where(User.registration_expires_at.is_not(None)))
         assert len(pending.all()) == 3
-        services.invite_user(session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL)
-        assert services.count_users(session) == 2
+        invitations.invite_user(
+            session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL
+        )
+        assert lifecycle.count_users(session) == 2
     with pytest.raises(QuotaExceeded):
         with db.tenant_scope(small) as session:
-            services.invite_user(
+            invitations.invite_user(
                 session, email="extra@example.com", actor=SYSTEM, base_url=BASE_URL
             )
 
@@ -100,7 +102,7 @@ def test_unconfirmed_sign_ups_do_not_block_an_admins_invitation_at_the_limit(sma
 def test_a_sign_up_expires_72_hours_after_it_was_made(small):
     sign_up(small, "later@example.com")
     with db.tenant_scope(small) as session:
-        user = services.find_user(session, "later@example.com")
+        user = lifecycle.find_user(session, "later@example.com")
         left = user.registration_expires_at - datetime.now(UTC)
         assert timedelta(hours=71, minutes=59) < left <= timedelta(hours=72)
         [token] = session.scalars(select(UserToken).where(UserToken.user_id == user.id)).all()
@@ -110,22 +112,24 @@ def test_a_sign_up_expires_72_hours_after_it_was_made(small):
 def test_confirming_a_sign_up_when_the_organisation_is_full_is_refused_then_works_with_room(small):
     sign_up(small, "early@example.com")
     with db.tenant_scope(small) as session:
-        services.invite_user(session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL)
+        invitations.invite_user(
+            session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL
+        )
     with pytest.raises(
         QuotaExceeded, match="has reached its limit of 2 users, so your registration"
     ):
         confirm(small, "early@example.com")
     assert status_of(small, "early@example.com") == UserStatus.INVITED
     with db.tenant_scope(small) as session:
-        services.delete_user(
-            session, services.find_user(session, "chosen@example.com"), actor=SYSTEM
+        lifecycle.delete_user(
+            session, lifecycle.find_user(session, "chosen@example.com"), actor=SYSTEM
         )
     user = confirm(small, "early@example.com")
     assert user is not None and user.status == UserStatus.ACTIVE
     with db.tenant_scope(small) as session:
-        confirmed = services.find_user(session, "early@example.com")
+        confirmed = lifecycle.find_user(session, "early@example.com")
         assert not confirmed.registration_pending
-        assert services.count_users(session) == 2
+        assert lifecycle.count_users(session) == 2
         entry = session.scalars(
             select(TenantAuditEntry)
             .where(TenantAuditEntry.action == AuditAction.USER_ACTIVATE)
@@ -136,7 +140,9 @@ def test_confirming_a_sign_up_when_the_organisation_is_full_is_refused_then_work
 
 def test_signing_up_at_the_limit_mails_a_notice_instead_of_a_link(small):
     with db.tenant_scope(small) as session:
-        services.invite_user(session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL)
+        invitations.invite_user(
+            session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL
+        )
     sign_up(small, "toolate@example.com")
     assert status_of(small, "toolate@example.com") is None
     with db.platform_scope() as session:
@@ -154,8 +160,10 @@ def test_an_expired_sign_up_link_no_longer_works(small):
     token = link_token(small, "slow@example.com")
     expire(small, "slow@example.com")
     with db.tenant_scope(small) as session:
-        assert services.redeem_token(session, token, "invitation", consume=False) is None
-        assert services.accept_invitation(session, token, password=PASSWORD, actor=SYSTEM) is None
+        assert links.redeem_token(session, token, "invitation", consume=False) is None
+        assert (
+            invitations.accept_invitation(session, token, password=PASSWORD, actor=SYSTEM) is None
+        )
 
 
 def test_signing_up_again_sends_a_fresh_link_and_restarts_the_clock(small):
@@ -166,9 +174,9 @@ def test_signing_up_again_sends_a_fresh_link_and_restarts_the_clock(small):
     second = link_token(small, "again@example.com")
     assert second != first
     with db.tenant_scope(small) as session:
-        user = services.find_user(session, "again@example.com")
+        user = lifecycle.find_user(session, "again@example.com")
         assert user.registration_expires_at > datetime.now(UTC) + timedelta(hours=71)
-        assert services.redeem_token(session, first, "invitation", consume=False) is None
+        assert links.redeem_token(session, first, "invitation", consume=False) is None
     assert confirm(small, "again@example.com").status == UserStatus.ACTIVE
 
 
@@ -176,19 +184,19 @@ def test_an_admin_resending_the_link_of_a_sign_up_gives_it_a_new_term(small):
     sign_up(small, "revived@example.com")
     expire(small, "revived@example.com")
     with db.tenant_scope(small) as session:
-        user = services.find_user(session, "revived@example.com")
-        services.resend_invitation(session, user, actor=SYSTEM, base_url=BASE_URL)
+        user = lifecycle.find_user(session, "revived@example.com")
+        invitations.resend_invitation(session, user, actor=SYSTEM, base_url=BASE_URL)
         assert user.registration_expires_at > datetime.now(UTC) + timedelta(hours=71)
     assert confirm(small, "revived@example.com").status == UserStatus.ACTIVE
 
 
 def test_an_admins_invitation_never_expires_as_a_sign_up(small):
     with db.tenant_scope(small) as session:
-        invited = services.invite_user(
+        invited = invitations.invite_user(
             session, email="chosen@example.com", actor=SYSTEM, base_url=BASE_URL
         )
         assert invited.registration_expires_at is None
-        assert services.purge_expired_registrations(session, actor=SYSTEM) == 0
+        assert invitations.purge_expired_registrations(session, actor=SYSTEM) == 0
 
 
 def test_the_purge_service_removes_only_expired_sign_ups_in_bounded_batches(small):
@@ -197,10 +205,10 @@ def test_the_purge_service_removes_only_expired_sign_ups_in_bounded_batches(smal
     sign_up(small, "fresh@example.com")
     expire(small, *[f"gone{n}@example.com" for n in range(5)])
     with db.tenant_scope(small) as session:
-        assert services.purge_expired_registrations(session, actor=SYSTEM, limit=2) == 2
+        assert invitations.purge_expired_registrations(session, actor=SYSTEM, limit=2) == 2
     with db.tenant_scope(small) as session:
-        assert services.purge_expired_registrations(session, actor=SYSTEM, limit=10) == 3
-        assert services.purge_expired_registrations(session, actor=SYSTEM) == 0
+        assert invitations.purge_expired_registrations(session, actor=SYSTEM, limit=10) == 3
+        assert invitations.purge_expired_registrations(session, actor=SYSTEM) == 0
         left = session.scalars(select(User.email).order_by(User.email)).all()
         assert left == ["admin@example.com", "fresh@example.com"]
 
@@ -210,7 +218,7 @@ def test_the_purge_job_runs_on_a_real_rq_worker_audited_in_bounded_batches(small
 
     other = make_tenant()
     with db.tenant_scope(other) as session:
-        services.update_security_settings(session, actor=SYSTEM, self_registration=True)
+        settings.update_security_settings(session, actor=SYSTEM, self_registration=True)
     gone = [f"gone{n}@example.com" for n in range(3)]
     for email in gone:
         sign_up(small, email)

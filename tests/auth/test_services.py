@@ -10,9 +10,9 @@ import pyotp
 import pytest
 from sqlalchemy import select, update
 
-from portal.accounts import services as accounts
+from portal.accounts import lifecycle
 from portal.accounts.models import BackupCode, Device, User, UserSession, UserToken
-from portal.accounts.services import AccountError
+from portal.accounts.validation import AccountError
 from portal.auth import services as auth
 from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor
@@ -92,7 +92,7 @@ def test_password_step_refuses_and_audits(tenant, case):
     user_id, email = add_user(tenant, status="invited" if case == "invited" else "active")
     if case == "suspended":
         with db.tenant_scope(tenant) as session:
-            accounts.suspend_user(session, session.get(User, user_id), actor=Actor.system("t"))
+            lifecycle.suspend_user(session, session.get(User, user_id), actor=Actor.system("t"))
     login = "ghost@example.com" if case == "unknown" else email
     password = "wrong password here" if case == "wrong" else PASSWORD
     with db.tenant_scope(tenant) as session:

@@ -10,7 +10,8 @@ from sqlalchemy import delete, insert, select
 from portal import mail
 from portal.compliance.models import PlatformAuditEntry
 from portal.db import db
-from portal.mail import Mail, OutboxMessage, store_and_dispatch
+from portal.mail import Mail, store_and_dispatch
+from portal.mail_models import OutboxMessage
 from portal.queue import queues
 
 HOST = {"Host": "localhost"}

@@ -95,7 +95,7 @@ def test_staff_cannot_deactivate_themselves(client, sign_in_as):
 
 
 def test_last_active_platform_admin_cannot_be_demoted(app, make_staff):
-    from portal.accounts.services import AccountError
+    from portal.accounts.validation import AccountError
     from portal.compliance.audit import Actor
     from portal.console.models import StaffRole
     from portal.console.services import change_staff_role

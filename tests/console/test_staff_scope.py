@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from portal.accounts.services import AccountError
+from portal.accounts.validation import AccountError
 from portal.compliance.audit import Actor
 from portal.compliance.models import PlatformAuditEntry
 from portal.console.models import StaffTenant, StaffUser

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import ProgrammingError
 
-from portal.accounts.services import update_security_settings
+from portal.accounts.settings import update_security_settings
 from portal.compliance.audit import Actor, AuditAction
 from portal.compliance.models import TenantAuditEntry
 from portal.console.models import StaffSession

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from portal.accounts.lifecycle import create_user
 from portal.accounts.models import User, UserStatus
-from portal.accounts.services import create_user
 from portal.compliance.audit import Actor, AuditAction
 from portal.compliance.models import PlatformAuditEntry, TenantAuditEntry
 from portal.db import db

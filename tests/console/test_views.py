@@ -288,7 +288,7 @@ def test_request_id_is_echoed_and_invented_when_missing(client):
 
 
 def test_overview_lists_tenants_near_their_user_limit(client, sign_in_as, make_tenant):
-    from portal.accounts.services import create_user
+    from portal.accounts.lifecycle import create_user
     from portal.compliance.audit import Actor
 
     sign_in_as()
@@ -360,7 +360,7 @@ def test_audit_filters_treat_like_wildcards_literally(client, sign_in_as):
 
 
 def test_tenant_trail_can_be_verified_from_the_console(client, sign_in_as, tenant):
-    from portal.accounts.services import create_user
+    from portal.accounts.lifecycle import create_user
     from portal.compliance.audit import Actor
 
     with db.tenant_scope(tenant) as session:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
-from portal.accounts import services as accounts
+from portal.accounts import invitations, lifecycle, links, settings
 from portal.accounts.models import Role, TokenPurpose, User, UserStatus
 from portal.auth import services as auth
 from portal.compliance.audit import Actor
@@ -23,7 +23,7 @@ from portal.console import services as staff_services
 from portal.console.models import StaffUser
 from portal.db import db
 from portal.demo import seed_tenant_people
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from portal.tenancy import services as tenancy
 from portal.tenancy.models import Tenant
 from tests.conftest import PASSWORD, purge, unique_slug
@@ -108,10 +108,10 @@ def _people(data: Realistic) -> None:
     base_url = f"http://{data.main.slug}.localhost"
     with db.tenant_scope(data.main) as session:
         seed_tenant_people(session, data.main, members=40, actor=ACTOR)
-        accounts.update_security_settings(
+        settings.update_security_settings(
             session, actor=ACTOR, mfa_policy="admins", mfa_grace_days=14, self_registration=True
         )
-        invited = accounts.invite_user(
+        invited = invitations.invite_user(
             session,
             email=f"new.starter@{data.main.slug}.example",
             name="New Starter",
@@ -119,9 +119,9 @@ def _people(data: Realistic) -> None:
             actor=ACTOR,
             base_url=base_url,
         )
-        data.invitation_token = accounts.issue_token(session, invited, TokenPurpose.INVITATION, 72)
-        alex = accounts.find_user(session, f"alex@{data.main.slug}.example")
-        data.reset_token = accounts.issue_token(session, alex, TokenPurpose.PASSWORD_RESET, 1)
+        data.invitation_token = links.issue_token(session, invited, TokenPurpose.INVITATION, 72)
+        alex = lifecycle.find_user(session, f"alex@{data.main.slug}.example")
+        data.reset_token = links.issue_token(session, alex, TokenPurpose.PASSWORD_RESET, 1)
         auth.request_password_reset(
             session, f"compliance@{data.main.slug}.example", actor=ACTOR, base_url=base_url
         )

@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from rq import SimpleWorker
 
 from portal import mail
-from portal.accounts.services import create_user
+from portal.accounts.lifecycle import create_user
 from portal.compliance.audit import Actor
 from portal.db import db
 from portal.queue import queues

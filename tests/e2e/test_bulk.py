@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from portal.accounts.lifecycle import create_user
 from portal.accounts.models import User
-from portal.accounts.services import create_user
 from portal.compliance.audit import Actor
 from portal.db import db
 from tests.conftest import PASSWORD

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from portal.accounts.services import create_user
+from portal.accounts.lifecycle import create_user
 from portal.compliance.audit import Actor
 from portal.db import db
 from tests.conftest import PASSWORD

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from sqlalchemy import select
 
-from portal.accounts import services
+from portal.accounts import lifecycle
 from portal.compliance.audit import Actor
 from portal.compliance.models import TenantAuditEntry
 from portal.db import db
@@ -38,7 +38,7 @@ def site_user():
     def make(tenant, roles=(), *, email=None, name="", password=PASSWORD, status="active"):
         email = email or f"user-{secrets.token_hex(4)}@example.com"
         with db.tenant_scope(tenant) as session:
-            return services.create_user(
+            return lifecycle.create_user(
                 session,
                 email=email,
                 name=name,

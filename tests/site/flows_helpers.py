@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 import pyotp
 from sqlalchemy import select, update
 
-from portal.accounts import services
+from portal.accounts import lifecycle
 from portal.accounts.models import User, UserSession
 from portal.auth import services as auth
 from portal.compliance.audit import Actor
 from portal.compliance.models import TenantAuditEntry
 from portal.db import db
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from tests.conftest import PASSWORD
 
 SYSTEM = Actor.system("test")
@@ -78,7 +78,7 @@ def add_user(
     """A user made through the service; returns (id, email)."""
     email = email or f"user-{secrets.token_hex(4)}@example.com"
     with db.tenant_scope(tenant) as session:
-        user = services.create_user(
+        user = lifecycle.create_user(
             session,
             email=email,
             name=name,
@@ -107,7 +107,7 @@ def enable_mfa(tenant, user_id: int) -> tuple[str, list[str]]:
     current and next steps' codes are still unused); returns (secret, backup codes)."""
     wait_for_fresh_step()
     with db.tenant_scope(tenant) as session:
-        user = services.get_user(session, user_id)
+        user = lifecycle.get_user(session, user_id)
         secret = auth.start_mfa_enrolment(session, user)
         codes = auth.confirm_mfa_enrolment(session, user, code_at(secret, -1), actor=SYSTEM)
     return secret, codes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from portal.accounts import services
+from portal.accounts import lifecycle
 from portal.db import db
 from tests.conftest import PASSWORD
 from tests.site.flows_helpers import (
@@ -55,7 +55,7 @@ def test_saving_the_name_is_audited(client, tenant):
     assert response.status_code == 303 and response.location == "/account"
     assert "Profile saved" in site.get("/account").get_data(as_text=True)
     with db.tenant_scope(tenant) as session:
-        assert services.get_user(session, user_id).name == "New Name"
+        assert lifecycle.get_user(session, user_id).name == "New Name"
     assert audit_actions(tenant, user_id)[-1] == "accounts:user:update"
 
 
@@ -63,7 +63,7 @@ def test_the_email_cannot_be_changed_from_the_profile(client, tenant):
     site, user_id, email = signed_in(client, tenant)
     site.post("/account", {"name": "Someone", "email": "hijack@example.com"})
     with db.tenant_scope(tenant) as session:
-        assert services.get_user(session, user_id).email == email
+        assert lifecycle.get_user(session, user_id).email == email
 
 
 def test_too_long_a_name_is_refused_next_to_the_field(client, tenant):

@@ -11,7 +11,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.accounts import services
+from portal.accounts import roles
 from portal.compliance import audit_csv
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.compliance.models import TenantAuditEntry
@@ -65,7 +65,7 @@ def officer(tenant, site_user, sign_in_site):
 def auditor_role(tenant):
     """A custom role that reads the trail but cannot see users or verify the chain."""
     with db.tenant_scope(tenant) as session:
-        role = services.create_role(
+        role = roles.create_role(
             session,
             name="Auditor",
             permissions=[Permission.AUDIT_VIEW],

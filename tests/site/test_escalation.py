@@ -10,12 +10,12 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.accounts import services
+from portal.accounts import lifecycle, roles
 from portal.accounts.models import Role, User, UserStatus
 from portal.auth import services as auth
 from portal.compliance.audit import Actor
 from portal.db import db
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from tests.site.conftest import host, htmx
 from tests.site.visits import open_tenant
 
@@ -36,14 +36,14 @@ def body(response) -> str:
 
 def make_role(tenant, name, permissions) -> str:
     with db.tenant_scope(tenant) as session:
-        return services.create_role(
+        return roles.create_role(
             session, name=name, permissions=list(permissions), actor=SYSTEM
         ).key
 
 
 def roles_of(tenant, user_id) -> list[str]:
     with db.tenant_scope(tenant) as session:
-        return services.user_role_keys(session, user_id)
+        return roles.user_role_keys(session, user_id)
 
 
 def user_row(tenant, user_id) -> User:
@@ -126,7 +126,7 @@ def test_inviting_someone_as_tenant_admin_is_refused(client, tenant, helpdesk):
     assert response.status_code == 422
     assert "You cannot give the role Tenant admin" in body(response)
     with db.tenant_scope(tenant) as session:
-        assert services.find_user(session, "accomplice@example.com") is None
+        assert lifecycle.find_user(session, "accomplice@example.com") is None
     with db.platform_scope() as session:
         assert not session.scalars(
             select(OutboxMessage).where(
@@ -251,14 +251,14 @@ def test_a_user_manager_cannot_act_on_a_tenant_admin(
 def test_a_user_manager_cannot_reactivate_a_suspended_tenant_admin(client, tenant, helpdesk):
     second = helpdesk["admin"]
     with db.tenant_scope(tenant) as session:
-        services.create_user(
+        lifecycle.create_user(
             session,
             email=f"boss-{tenant.slug}@example.com",
             role_keys=["tenant_admin"],
             password="correct horse battery staple",
             actor=SYSTEM,
         )
-        services.suspend_user(session, session.get(User, second.id), actor=SYSTEM)
+        lifecycle.suspend_user(session, session.get(User, second.id), actor=SYSTEM)
     response = client.post(f"/users/{second.id}/reactivate", headers=host(tenant))
     assert response.status_code == 422
     assert "You cannot reactivate this user" in body(response)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from portal.accounts import services
+from portal.accounts import invitations, lifecycle, settings
 from portal.accounts.models import UserSession, UserToken
 from portal.db import db
 from tests.site.flows_helpers import (
@@ -30,7 +30,7 @@ def invitee(tenant) -> str:
 def invite(tenant, email=None, name="Ada Invitee", roles=()):
     email = email or invitee(tenant)
     with db.tenant_scope(tenant) as session:
-        user = services.invite_user(
+        user = invitations.invite_user(
             session,
             email=email,
             name=name,
@@ -48,7 +48,7 @@ def accept(site, link, password=NEW_PASSWORD, name="Ada Lovelace"):
 
 def allow_registration(tenant, allowed=True):
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(session, actor=SYSTEM, self_registration=allowed)
+        settings.update_security_settings(session, actor=SYSTEM, self_registration=allowed)
 
 
 # ---- invitations --------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def test_accepting_signs_in_and_offers_mfa(client, tenant):
     assert b"Two-factor authentication is optional here" in page.data
     assert b"Set up two-factor authentication" in page.data
     with db.tenant_scope(tenant) as session:
-        user = services.get_user(session, user_id)
+        user = lifecycle.get_user(session, user_id)
         assert (user.status, user.name) == ("active", "Ada Lovelace")
         methods = session.scalars(select(UserSession.method).where(UserSession.user_id == user_id))
         assert list(methods) == ["invitation"]
@@ -86,7 +86,7 @@ def test_accepting_signs_in_and_offers_mfa(client, tenant):
 
 def test_accepting_when_the_policy_requires_mfa_says_so(client, tenant):
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(
+        settings.update_security_settings(
             session, actor=SYSTEM, mfa_policy="everyone", mfa_grace_days=0
         )
     _, link = invite(tenant)
@@ -119,15 +119,15 @@ def test_expired_invitation_is_refused(client, tenant):
     assert site.get(link).status_code == 410
     assert accept(site, link).status_code == 410
     with db.tenant_scope(tenant) as session:
-        assert services.get_user(session, user_id).status == "invited"
+        assert lifecycle.get_user(session, user_id).status == "invited"
 
 
 def test_resent_invitation_voids_the_first_link(client, tenant):
     user_id, first = invite(tenant)
     with db.tenant_scope(tenant) as session:
-        services.resend_invitation(
+        invitations.resend_invitation(
             session,
-            services.get_user(session, user_id),
+            lifecycle.get_user(session, user_id),
             actor=SYSTEM,
             base_url=f"http://{tenant.slug}.localhost",
         )
@@ -156,7 +156,7 @@ def test_invitation_keeps_the_invited_name_when_left_empty(client, tenant):
     user_id, link = invite(tenant)
     accept(Site(client, tenant), link, name="")
     with db.tenant_scope(tenant) as session:
-        assert services.get_user(session, user_id).name == "Ada Invitee"
+        assert lifecycle.get_user(session, user_id).name == "Ada Invitee"
 
 
 # ---- self-registration -------------------------------------------------------------------
@@ -193,8 +193,8 @@ def test_registering_an_existing_email_shows_the_same_page(client, tenant):
     assert "already have one" in last_mail(email).body
     with db.tenant_scope(tenant) as session:
         # The fresh sign-up exists, unconfirmed, and does not count toward max users yet.
-        assert services.find_user(session, ghost).registration_pending
-        assert services.count_users(session) == 1
+        assert lifecycle.find_user(session, ghost).registration_pending
+        assert lifecycle.count_users(session) == 1
 
 
 def test_registration_refuses_an_invalid_email(client, tenant):
@@ -224,7 +224,7 @@ def test_registration_over_the_user_limit_answers_like_any_other(client, make_te
     assert full.status_code == known.status_code == 200
     assert normalised(full.data) == normalised(known.data)
     with db.tenant_scope(tenant) as session:
-        assert services.count_users(session) == 1
+        assert lifecycle.count_users(session) == 1
 
 
 # ---- unconfirmed sign-ups and the user limit (issue 11 §6) --------------------------------
@@ -247,7 +247,7 @@ def test_unconfirmed_sign_ups_do_not_block_an_admins_invitation_at_the_limit(
     )
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     with db.tenant_scope(tenant) as session:
-        assert services.count_users(session) == 2
+        assert lifecycle.count_users(session) == 2
 
 
 def test_confirming_a_sign_up_when_full_is_refused_on_the_page_then_works_with_room(
@@ -265,7 +265,7 @@ def test_confirming_a_sign_up_when_full_is_refused_on_the_page_then_works_with_r
     assert f"{tenant.name} has reached its limit of 1 users" in refused.get_data(as_text=True)
     assert "use this link again" in refused.get_data(as_text=True)
     with db.tenant_scope(tenant) as session:
-        services.delete_user(session, services.get_user(session, taken_id), actor=SYSTEM)
+        lifecycle.delete_user(session, lifecycle.get_user(session, taken_id), actor=SYSTEM)
     assert accept(site, link).status_code == 303
 
 
@@ -276,7 +276,7 @@ def test_an_expired_sign_up_link_is_gone(client, tenant):
     site.post("/register", {"email": email})
     link = link_in_mail(email, "invitation")
     with db.tenant_scope(tenant) as session:
-        user = services.find_user(session, email)
+        user = lifecycle.find_user(session, email)
         user.registration_expires_at = now() - timedelta(seconds=1)
     assert site.get(link).status_code == 410
     assert accept(site, link).status_code == 410

@@ -10,7 +10,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from portal.accounts import services
+from portal.accounts import invitations, lifecycle, links, settings
 from portal.accounts.models import UserToken
 from portal.db import db
 from portal.tenancy.urls import tenant_base_url
@@ -42,7 +42,7 @@ def admin_site(app, tenant):
 
 def invitation_link(tenant, email) -> str:
     with db.tenant_scope(tenant) as session:
-        services.invite_user(session, email=email, actor=SYSTEM, base_url="http://x.localhost")
+        invitations.invite_user(session, email=email, actor=SYSTEM, base_url="http://x.localhost")
     return link_in_mail(email, "invitation")
 
 
@@ -53,7 +53,7 @@ def reset_link(site, email) -> str:
 
 def user_id(tenant, email) -> int:
     with db.tenant_scope(tenant) as session:
-        return services.find_user(session, email).id
+        return lifecycle.find_user(session, email).id
 
 
 def pending_tokens(tenant, uid) -> list[UserToken]:
@@ -104,8 +104,8 @@ def test_a_reset_link_dies_when_the_password_is_reset_through_another(site, tena
     _, email = add_user(tenant)
     first = reset_link(site, email)
     with db.tenant_scope(tenant) as session:  # a second link, issued as if by another request
-        user = services.find_user(session, email)
-        second = services.issue_token(session, user, "password_reset", 1)
+        user = lifecycle.find_user(session, email)
+        second = links.issue_token(session, user, "password_reset", 1)
         session.add(
             UserToken(
                 user_id=user.id,
@@ -185,7 +185,7 @@ def test_invitation_and_registration_links_ignore_the_port_in_the_host_header(
     assert mailed_link(invited).startswith(base + "/invitation/")
 
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(session, actor=SYSTEM, self_registration=True)
+        settings.update_security_settings(session, actor=SYSTEM, self_registration=True)
     stranger = Site(app.test_client(), tenant, addr="203.0.113.50")
     signed_up = f"signup-{tenant.slug}@example.com"
     assert stranger.post("/register", {"email": signed_up}, headers=evil).status_code == 200

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from portal.accounts import services
+from portal.accounts import lifecycle, settings
 from portal.accounts.models import SecuritySettings, UserSession
 from portal.auth.throttle import SignInThrottle
 from portal.db import db
@@ -171,7 +171,7 @@ def test_user_suspended_between_the_steps_is_not_signed_in(client, tenant, mfa_u
     site = Site(client, tenant)
     site.sign_in(email)
     with db.tenant_scope(tenant) as session:
-        services.suspend_user(session, services.get_user(session, user_id), actor=SYSTEM)
+        lifecycle.suspend_user(session, lifecycle.get_user(session, user_id), actor=SYSTEM)
     response = site.post("/sign-in/verify", {"code": code_at(secret)})
     assert response.location == "/sign-in"
     assert session_methods(tenant, user_id) == []
@@ -340,7 +340,7 @@ def test_turning_mfa_off_needs_the_password(client, tenant, mfa_user):
 def test_turning_mfa_off_is_refused_when_the_policy_requires_it(client, tenant, mfa_user):
     _, email, _, codes = mfa_user
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(session, actor=SYSTEM, mfa_policy="everyone")
+        settings.update_security_settings(session, actor=SYSTEM, mfa_policy="everyone")
     site = Site(client, tenant)
     site.sign_in(email, code=codes[0])
     page = site.get("/account/security")
@@ -349,7 +349,7 @@ def test_turning_mfa_off_is_refused_when_the_policy_requires_it(client, tenant, 
     assert refused.status_code == 422
     assert b"requires two-factor authentication" in refused.data
     with db.tenant_scope(tenant) as session:
-        assert services.find_user(session, email).mfa_enabled
+        assert lifecycle.find_user(session, email).mfa_enabled
 
 
 def test_turning_mfa_off_over_htmx_answers_with_the_panel(client, tenant, mfa_user):
@@ -385,7 +385,7 @@ def test_wrong_passwords_on_the_security_page_count_towards_the_lock(client, ten
 
 def require_mfa(tenant, *, grace_days: int, since_days_ago: int = 0) -> None:
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(
+        settings.update_security_settings(
             session, actor=SYSTEM, mfa_policy="everyone", mfa_grace_days=grace_days
         )
         session.execute(
@@ -433,7 +433,7 @@ def test_admins_policy_leaves_members_alone(client, tenant):
     _, admin = add_user(tenant, roles=["tenant_admin"])
     _, member = add_user(tenant)
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(
+        settings.update_security_settings(
             session, actor=SYSTEM, mfa_policy="admins", mfa_grace_days=0
         )
     site = Site(client, tenant)
@@ -461,7 +461,7 @@ def test_a_password_change_between_the_steps_voids_the_pending_sign_in(client, t
     with db.tenant_scope(tenant) as session:
         auth.change_password(
             session,
-            services.get_user(session, user_id),
+            lifecycle.get_user(session, user_id),
             current=PASSWORD,
             new=NEW_PASSWORD,
             actor=SYSTEM,
@@ -487,7 +487,7 @@ def test_starting_enrolment_with_mfa_on_changes_nothing(client, tenant, mfa_user
     site.sign_in(email, code=codes[0])
     assert site.post("/account/mfa/start").status_code == 303
     with db.tenant_scope(tenant) as session:
-        user = services.get_user(session, user_id)
+        user = lifecycle.get_user(session, user_id)
         assert user.mfa_enabled and auth_secret(user) == secret
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from portal.accounts import services
+from portal.accounts import roles
 from portal.accounts.models import Role
 from portal.compliance.audit import Actor, AuditAction
 from portal.db import db
@@ -23,7 +23,7 @@ def body(response) -> str:
 
 def make_role(tenant, name="Help desk", permissions=(VIEW, RESET)) -> str:
     with db.tenant_scope(tenant) as session:
-        return services.create_role(
+        return roles.create_role(
             session, name=name, permissions=list(permissions), actor=SYSTEM
         ).key
 
@@ -156,7 +156,7 @@ def test_delete_role_removes_it_from_its_members(client, tenant, site_user, admi
     assert response.status_code == 303 and response.headers["Location"] == "/roles"
     assert role_row(tenant, key) is None
     with db.tenant_scope(tenant) as session:
-        assert services.user_role_keys(session, holder.id) == []
+        assert roles.user_role_keys(session, holder.id) == []
     [entry] = audit_entries(tenant, AuditAction.ROLE_DELETE)
     assert entry.detail["members"] == 1
 

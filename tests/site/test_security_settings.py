@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from portal.accounts import services
+from portal.accounts import settings
 from portal.compliance.audit import AuditAction
 from portal.db import db
 from tests.site.conftest import audit_entries, host, htmx
@@ -28,7 +28,7 @@ def body(response) -> str:
 
 def settings_of(tenant):
     with db.tenant_scope(tenant) as session:
-        return services.security_settings(session)
+        return settings.security_settings(session)
 
 
 def test_signed_out_settings_redirect_to_sign_in(client, tenant):

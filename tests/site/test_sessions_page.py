@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from portal.accounts import services
+from portal.accounts import lifecycle, settings
 from portal.accounts.models import User, UserSession
 from portal.auth import services as auth
 from portal.db import db
@@ -176,7 +176,7 @@ def test_sessions_past_the_idle_or_absolute_timeout_are_not_listed(client, tenan
 def test_the_tenants_own_timeouts_decide_what_is_live(client, tenant, office):
     (_, _, admin_site), (ben_id, ben_email, _), _ = office
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(session, actor=SYSTEM, idle_timeout_minutes=120)
+        settings.update_security_settings(session, actor=SYSTEM, idle_timeout_minutes=120)
     backdate_sessions(tenant, ben_id, last_seen_at=now() - timedelta(minutes=90))
     assert ben_email in admin_site.get("/sessions").get_data(as_text=True)
 
@@ -231,7 +231,7 @@ def test_filter_by_sign_in_method(client, tenant, office):
 def test_filter_by_last_seen_within(client, tenant, office):
     (_, _, admin_site), (ben_id, ben_email, _), (_, cleo_email, _) = office
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(
+        settings.update_security_settings(
             session, actor=SYSTEM, idle_timeout_minutes=24 * 60, absolute_timeout_minutes=48 * 60
         )
     backdate_sessions(tenant, ben_id, last_seen_at=now() - timedelta(hours=2))
@@ -246,7 +246,7 @@ def test_keyset_pages_walk_forward_and_back(client, tenant, office, monkeypatch)
     monkeypatch.setattr(sessions_views, "PAGE_SIZE", 2)
     user_id, _ = add_user(tenant)
     with db.tenant_scope(tenant) as session:
-        user = services.get_user(session, user_id)
+        user = lifecycle.get_user(session, user_id)
         for _ in range(3):
             auth.start_user_session(
                 session, user, actor=SYSTEM, user_agent=FIREFOX, device_token=None

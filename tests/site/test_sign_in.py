@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from portal.accounts import services
+from portal.accounts import lifecycle, settings
 from portal.auth.throttle import SignInThrottle
 from portal.db import db
 from portal.queue import queues
@@ -62,7 +62,7 @@ def test_unknown_wrong_and_suspended_get_identical_answers(client, tenant):
     _, known = add_user(tenant)
     _, suspended = add_user(tenant)
     with db.tenant_scope(tenant) as session:
-        services.suspend_user(session, services.find_user(session, suspended), actor=SYSTEM)
+        lifecycle.suspend_user(session, lifecycle.find_user(session, suspended), actor=SYSTEM)
     site = Site(client, tenant)
     unknown = site.sign_in("nobody-here@example.com", "wrong password here")
     wrong = site.sign_in(known, "wrong password here")
@@ -83,7 +83,7 @@ def test_every_refusal_costs_exactly_one_argon2_verification(client, tenant, mon
     _, known = add_user(tenant)
     _, suspended = add_user(tenant)
     with db.tenant_scope(tenant) as session:
-        services.suspend_user(session, services.find_user(session, suspended), actor=SYSTEM)
+        lifecycle.suspend_user(session, lifecycle.find_user(session, suspended), actor=SYSTEM)
     calls = []
     hasher = passwords._hasher
 
@@ -191,7 +191,7 @@ def test_suspending_a_user_ends_their_sessions_at_once(client, tenant):
     site.sign_in(email)
     assert site.get("/account").status_code == 200
     with db.tenant_scope(tenant) as session:
-        services.suspend_user(session, services.get_user(session, user_id), actor=SYSTEM)
+        lifecycle.suspend_user(session, lifecycle.get_user(session, user_id), actor=SYSTEM)
     response = site.get("/account")
     assert response.status_code == 302 and response.location.startswith("/sign-in")
 
@@ -199,7 +199,7 @@ def test_suspending_a_user_ends_their_sessions_at_once(client, tenant):
 def test_idle_timeout_from_the_tenant_settings_signs_out(client, tenant):
     user_id, email = add_user(tenant)
     with db.tenant_scope(tenant) as session:
-        services.update_security_settings(session, actor=SYSTEM, idle_timeout_minutes=5)
+        settings.update_security_settings(session, actor=SYSTEM, idle_timeout_minutes=5)
     site = Site(client, tenant)
     site.sign_in(email)
     backdate_sessions(tenant, user_id, last_seen_at=now() - timedelta(minutes=4))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from portal.accounts import services
+from portal.accounts import invitations, lifecycle, roles
 from portal.accounts.models import BackupCode, Device, User, UserSession
 from portal.auth import services as auth
 from portal.compliance.audit import Actor, AuditAction
@@ -224,7 +224,7 @@ def test_admin_changes_roles_and_it_is_audited(client, tenant, target, admin):
     )
     assert response.status_code == 303
     with db.tenant_scope(tenant) as session:
-        assert services.user_role_keys(session, target.id) == ["compliance_officer"]
+        assert roles.user_role_keys(session, target.id) == ["compliance_officer"]
     [entry] = audit_entries(tenant, AuditAction.USER_ROLES_CHANGE, target.id)
     assert entry.detail == {"before": [], "after": ["compliance_officer"]}
 
@@ -234,7 +234,7 @@ def test_the_last_admin_cannot_remove_their_own_admin_role(client, tenant, admin
     assert response.status_code == 422
     assert "without an administrator" in body(response)
     with db.tenant_scope(tenant) as session:
-        assert services.user_role_keys(session, admin.id) == ["tenant_admin"]
+        assert roles.user_role_keys(session, admin.id) == ["tenant_admin"]
 
 
 def test_unknown_role_is_422(client, tenant, target, admin):
@@ -292,7 +292,7 @@ def test_admin_cannot_suspend_or_delete_themselves(client, tenant, admin):
 
 def test_reactivate_a_suspended_user(client, tenant, target, admin):
     with db.tenant_scope(tenant) as session:
-        services.suspend_user(session, services.get_user(session, target.id), actor=SYSTEM)
+        lifecycle.suspend_user(session, lifecycle.get_user(session, target.id), actor=SYSTEM)
     response = client.post(f"/users/{target.id}/reactivate", headers=host(tenant))
     assert response.status_code == 303
     assert reload(tenant, target.id).status == "active"
@@ -312,7 +312,7 @@ def test_delete_then_restore_within_grace(client, tenant, target, admin):
 
 def test_restore_after_the_grace_period_is_refused(client, tenant, target, admin):
     with db.tenant_scope(tenant) as session:
-        services.delete_user(session, services.get_user(session, target.id), actor=SYSTEM)
+        lifecycle.delete_user(session, lifecycle.get_user(session, target.id), actor=SYSTEM)
         session.execute(
             update(User)
             .where(User.id == target.id)
@@ -328,7 +328,7 @@ def test_restore_after_the_grace_period_is_refused(client, tenant, target, admin
 
 def test_resend_invitation_to_an_invited_user(client, tenant, admin):
     with db.tenant_scope(tenant) as session:
-        invited = services.invite_user(
+        invited = invitations.invite_user(
             session, email="inv@example.com", actor=SYSTEM, base_url="http://x.localhost"
         )
     response = client.post(f"/users/{invited.id}/resend-invitation", headers=host(tenant))

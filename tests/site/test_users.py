@@ -9,11 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from portal.accounts import listing, services
+from portal.accounts import lifecycle, listing, roles
 from portal.accounts.models import User, UserRole, UserSession
 from portal.compliance.audit import Actor, AuditAction
 from portal.db import db
-from portal.mail import OutboxMessage
+from portal.mail_models import OutboxMessage
 from portal.tenancy.urls import tenant_base_url
 from tests.site.conftest import audit_entries, host, htmx
 
@@ -112,12 +112,25 @@ def test_search_treats_like_wildcards_as_text(client, tenant, site_user, admin):
     assert "No users match" in page and "plain@example.com" not in page
 
 
+def test_search_finds_word_prefixes_and_an_email_prefix_with_its_at_sign(
+    client, tenant, site_user, admin
+):
+    site_user(tenant, email="alex@acme.example", name="Alex Stone")
+    site_user(tenant, email="alexandra.schmidt@acme.example", name="Alexandra Schmidt")
+    by_prefix = listed(client, tenant, "?q=alex%40")
+    assert "alex@acme.example" in by_prefix and "alexandra.schmidt@" not in by_prefix
+    by_words = listed(client, tenant, "?q=Alexa+schm")
+    assert "alexandra.schmidt@" in by_words and "alex@acme.example" not in by_words
+    # Deliberately no longer a contains-search: the middle of a word is not indexable.
+    assert "No users match" in listed(client, tenant, "?q=chmidt")
+
+
 def test_status_filter_defaults_to_everyone_but_the_deleted(client, tenant, site_user, admin):
     gone = site_user(tenant, email="gone@example.com")
     paused = site_user(tenant, email="paused@example.com")
     with db.tenant_scope(tenant) as session:
-        services.delete_user(session, services.get_user(session, gone.id), actor=SYSTEM)
-        services.suspend_user(session, services.get_user(session, paused.id), actor=SYSTEM)
+        lifecycle.delete_user(session, lifecycle.get_user(session, gone.id), actor=SYSTEM)
+        lifecycle.suspend_user(session, lifecycle.get_user(session, paused.id), actor=SYSTEM)
     default = body(client.get("/users", headers=host(tenant)))
     assert "paused@example.com" in default and "gone@example.com" not in default
     suspended = listed(client, tenant, "?status=suspended")
@@ -129,7 +142,7 @@ def test_recycle_bin_lists_deleted_users_with_their_restore_deadline(
 ):
     gone = site_user(tenant, email="gone@example.com")
     with db.tenant_scope(tenant) as session:
-        services.delete_user(session, services.get_user(session, gone.id), actor=SYSTEM)
+        lifecycle.delete_user(session, lifecycle.get_user(session, gone.id), actor=SYSTEM)
     page = listed(client, tenant, "?status=deleted")
     assert "gone@example.com" in page and admin.email not in page
     assert "Restorable until" in page and "in 29 days" in page
@@ -329,7 +342,7 @@ def test_bulk_assign_role_and_reactivate(client, tenant, site_user, admin):
     response = bulk(client, tenant, [a.id, b.id], "assign_role", role="compliance_officer")
     assert response.status_code == 303
     with db.tenant_scope(tenant) as session:
-        assert services.user_role_keys(session, a.id) == ["compliance_officer"]
+        assert roles.user_role_keys(session, a.id) == ["compliance_officer"]
     assert len(audit_entries(tenant, AuditAction.USER_ROLES_CHANGE, a.id)) == 1
     assert not audit_entries(tenant, AuditAction.USER_ROLES_CHANGE, b.id)
     page = body(client.get("/users", headers=host(tenant)))
@@ -350,7 +363,7 @@ def test_bulk_delete_signs_out_and_moves_to_recycle_bin(
 
 def test_bulk_revoke_sessions_needs_the_revoke_permission(client, tenant, site_user, sign_in_site):
     with db.tenant_scope(tenant) as session:
-        services.create_role(
+        roles.create_role(
             session,
             name="User clerk",
             permissions=["accounts:user:view", "accounts:user:manage"],
@@ -418,9 +431,9 @@ def test_invite_creates_an_invited_user_and_mails_a_link(client, tenant, admin):
     )
     assert response.status_code == 303
     with db.tenant_scope(tenant) as session:
-        user = services.find_user(session, "new@example.com")
+        user = lifecycle.find_user(session, "new@example.com")
         assert user.status == "invited" and user.name == "New Person"
-        assert services.user_role_keys(session, user.id) == ["compliance_officer"]
+        assert roles.user_role_keys(session, user.id) == ["compliance_officer"]
     assert response.headers["Location"] == f"/users/{user.id}"
     [entry] = audit_entries(tenant, AuditAction.USER_INVITE, user.id)
     assert entry.actor_id == str(admin.id)
@@ -467,7 +480,7 @@ def test_invite_beyond_the_tenants_limit_is_refused(client, make_tenant, site_us
     assert response.status_code == 422
     assert "limit of 1 users" in body(response)
     with db.tenant_scope(small) as session:
-        assert services.count_users(session) == 1
+        assert lifecycle.count_users(session) == 1
 
 
 def test_invite_over_htmx_redirects_with_hx_location(client, tenant, admin):
@@ -500,7 +513,7 @@ def test_overview_for_admins_counts_users_mfa_adoption_and_recent_activity(
     set_columns(tenant, secure.id, mfa_enabled_at=datetime.now(UTC))
     gone = site_user(tenant)
     with db.tenant_scope(tenant) as session:
-        services.delete_user(session, services.get_user(session, gone.id), actor=SYSTEM)
+        lifecycle.delete_user(session, lifecycle.get_user(session, gone.id), actor=SYSTEM)
     page = body(client.get("/", headers=host(tenant)))
     assert "Two-factor adoption" in page and "1 of 2 active users" in page and "50 %" in page
     assert "Recent sign-ins" in page and admin.email in page

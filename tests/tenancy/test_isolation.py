@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
-from portal.accounts.services import create_user
+from portal.accounts.lifecycle import create_user
 from portal.compliance.audit import Actor
 from portal.db import db
 from tests.conftest import PASSWORD

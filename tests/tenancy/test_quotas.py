@@ -4,8 +4,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
+from portal.accounts.lifecycle import create_user
 from portal.accounts.models import User
-from portal.accounts.services import QuotaExceeded, create_user
+from portal.accounts.validation import QuotaExceeded
 from portal.compliance.audit import Actor
 from portal.db import db
 from portal.tenancy.routing import TenantRef
