@@ -39,7 +39,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.exceptions import RedisError
 
-from portal.auth.password_policy import normalise
+from portal.password_policy import normalise
 
 ARGON2_TIME_COST = 2
 ARGON2_MEMORY_KIB = 19 * 1024

@@ -17,9 +17,9 @@ from portal.accounts.links import INVITATION_HOURS, redeem_token, send_invitatio
 from portal.accounts.models import TokenPurpose, User, UserStatus
 from portal.accounts.settings import security_settings
 from portal.accounts.validation import AccountError, QuotaExceeded, validate_email, validate_name
-from portal.auth.password_policy import check_password
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.mail import Mail, send_mail
+from portal.password_policy import check_password
 from portal.passwords import hash_password
 
 

@@ -30,10 +30,10 @@ from portal.accounts.roles import (
 )
 from portal.accounts.settings import security_settings
 from portal.accounts.validation import AccountError, QuotaExceeded, validate_email, validate_name
-from portal.auth.password_policy import check_password
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.db import advisory_key
 from portal.mail import Mail, send_mail
+from portal.password_policy import check_password
 from portal.passwords import hash_password
 from portal.permissions import BuiltinRole
 

@@ -2,7 +2,7 @@
 the My account pages (Flask-WTF: every form carries a CSRF token).
 
 Password fields are only length-bounded here; the password policy is applied by the services
-(portal/auth/password_policy.py), whose errors the views put next to the field they name.
+(portal/password_policy.py), whose errors the views put next to the field they name.
 """
 
 from __future__ import annotations

@@ -38,10 +38,10 @@ from portal.accounts.roles import ensure_may_change_user, role_permissions_colum
 from portal.accounts.settings import security_settings
 from portal.accounts.validation import AccountError
 from portal.auth import second_factor
-from portal.auth.password_policy import check_password
 from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.mail import Mail, send_mail
+from portal.password_policy import check_password
 from portal.passwords import hash_password, rehashed, verify_password
 from portal.validation import InputError
 

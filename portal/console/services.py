@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from portal import sessions
 from portal.accounts.validation import AccountError, validate_email
 from portal.auth import second_factor
-from portal.auth.password_policy import check_password
 from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.compliance.models import PlatformAuditEntry
@@ -30,6 +29,7 @@ from portal.console.models import (
     StaffUser,
 )
 from portal.db import on_commit
+from portal.password_policy import check_password
 from portal.passwords import hash_password, rehashed, verify_password
 from portal.tenancy.models import Tenant
 from portal.validation import InputError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.auth.password_policy import check_password, normalise
+from portal.password_policy import check_password, normalise
 from portal.passwords import hash_password, verify_password
 from portal.validation import InputError
 
