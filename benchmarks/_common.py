@@ -1,4 +1,5 @@
-"""Shared set-up for the benchmarks: their own database, bench tenants, clean-up, statistics.
+"""Shared set-up for the benchmarks: their own database, bench tenants, clean-up, statistics,
+and the gunicorn servers and HTTP requests of the scripts that load a real server.
 
 Every benchmark works in its own database (`portal_bench` on the embedded PostgreSQL, or the
 database named by BENCH_DATABASE_URL), creates tenants whose slugs start with `bench-`, and
@@ -8,15 +9,21 @@ are dropped at the start of the next one.
 
 from __future__ import annotations
 
+import http.client
 import math
 import os
+import re
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
+from http.cookies import SimpleCookie
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 INSTANCE = Path(os.environ.get("PORTAL_INSTANCE_PATH") or ROOT / "instance").resolve()
 BENCH_DATABASE = "portal_bench"
 BENCH_PREFIX = "bench-"
@@ -203,3 +210,104 @@ def verdict(ok: bool) -> str:
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+# ---- a gunicorn server and requests to it ----------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, *, headers=None, body=None, timeout=30.0):
+    """One request on a fresh connection to 127.0.0.1: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def session_cookie(headers) -> str | None:
+    """The `session` cookie a response sets, if any."""
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            cookie = SimpleCookie()
+            cookie.load(value)
+            if "session" in cookie:
+                return cookie["session"].value
+    return None
+
+
+class Gunicorn:
+    """One gunicorn master (and its workers) on a free loopback port, started by the benchmark
+    and stopped by its pid. It runs from the repository root (so `wsgi:app` imports) with the
+    benchmarks folder on its path (so `_pages_app:...` does); `config` is a gunicorn.conf.py."""
+
+    def __init__(
+        self,
+        entry: str,
+        env: dict,
+        *,
+        log: Path,
+        workers: int = 2,
+        worker_class: str = "sync",
+        threads: int = 1,
+        config: Path | None = None,
+    ):
+        self.port = free_port()
+        self.entry = entry
+        self.log = log
+        self._log_file = open(log, "w")
+        command = [sys.executable, "-m", "gunicorn"]
+        if config is not None:
+            command += ["-c", str(config)]
+        command += [
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(threads),
+            "--chdir",
+            str(ROOT),
+            "--pythonpath",
+            str(HERE),
+            "--log-level",
+            "warning",
+            entry,
+        ]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+        """Until `path` answers below 500; on failure stop the server and exit with its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if request(self.port, "GET", path, timeout=5)[0] < 500:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        fail(f"gunicorn {self.entry} did not start; log:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()

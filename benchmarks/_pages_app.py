@@ -34,8 +34,10 @@ def bare_app():
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace
 
-    from flask import Blueprint, Flask, render_template
+    from flask import Blueprint, Flask, render_template, url_for
 
+    from portal.console.tenants_views import TENANTS
+    from portal.pagination import Listing, encode_cursor
     from portal.permissions import Permission
     from portal.tenancy.models import TenantStatus
     from portal.web import ago, detail, exact, status_badge, when
@@ -64,23 +66,18 @@ def bare_app():
     )
     bp = Blueprint("console", __name__)
 
+    def link(**args):
+        return url_for("console.tenants", **args)
+
     @bp.get("/tenants")
     def tenants():
-        # The context of console.tenants's render_page call (a superset covering the
-        # template's versions: keyset pagination by slug, then sortable columns with cursors).
+        # The context of console.tenants's render_page call: one page of the list machinery.
+        query = TENANTS.parse({})
+        listing = Listing(rows, 30, encode_cursor(("c" * 40,)), None, query, link)
         return render_template(
             "console/tenants.html",
-            rows=rows,
-            total=30,
-            q="",
-            status_filter="",
-            sort="slug",
-            filters={},
+            tenants=listing,
             statuses=list(TenantStatus),
-            next_after=rows[-1].slug,
-            prev_before=None,
-            next_url="/tenants?after=" + "c" * 40,
-            prev_url=None,
             head="0001",
         )
 

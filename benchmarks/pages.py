@@ -4,8 +4,10 @@ Both run under gunicorn with 2 workers (sync worker class unless --worker-class 
 on free loopback ports, started from benchmarks/_pages_app.py:
 
 - portal: the real app (`create_app`), its own bench database holding 30 bench tenants,
-  a bench staff member signed in through the real sign-in form (CSRF stays on: the token is
-  read from the form), load on `GET /tenants` (25 rows per page) with that session cookie.
+  a bench staff member enrolled in MFA signed in through the real sign-in forms (password, then
+  a TOTP code; CSRF stays on: the tokens are read from the forms), load on `GET /tenants`
+  (25 rows per page) with that session cookie. The sign-in uses Redis (throttle, second step);
+  the page does not.
 - bare: a Flask app without database, sign-in, CSRF or middleware rendering the same
   template (templates/console/tenants.html in its console layout) for 25 fixed rows.
 
@@ -25,134 +27,62 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
 import _common as common
+import pyotp
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 TENANTS = 30
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def request(port: int, method: str, path: str, *, headers=None, body=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
-    finally:
-        conn.close()
-
-
-class Gunicorn:
-    """One gunicorn master (and its workers) started by this script, stopped by its pid."""
-
-    def __init__(self, entry: str, env: dict, workers: int, worker_class: str, log: Path):
-        self.port = free_port()
-        self.entry = entry
-        self.log = log
-        self._log_file = open(log, "w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--worker-class",
-                worker_class,
-                "--chdir",
-                str(HERE),
-                "--pythonpath",
-                str(ROOT),
-                "--log-level",
-                "warning",
-                entry,
-            ],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, path: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                status, _, _ = request(self.port, "GET", path)
-                if status < 500:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        common.fail(f"gunicorn {self.entry} did not start; log:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log_file.close()
-
-
-def session_cookie(headers) -> str | None:
-    for name, value in headers:
-        if name.lower() == "set-cookie":
-            cookie = SimpleCookie()
-            cookie.load(value)
-            if "session" in cookie:
-                return cookie["session"].value
-    return None
-
-
-def sign_in(port: int, email: str) -> str:
-    """Sign in through the form (CSRF token read from it); returns the session cookie."""
-    status, headers, body = request(port, "GET", "/sign-in")
-    match = CSRF_RE.search(body.decode())
-    cookie = session_cookie(headers)
+def sign_in(port: int, email: str, totp_secret: str) -> str:
+    """Both steps of the staff sign-in through the forms (the password, then a TOTP code; CSRF
+    tokens read from each form); returns the signed-in session cookie."""
+    status, headers, body = common.request(port, "GET", "/sign-in")
+    match = common.CSRF_RE.search(body.decode())
+    cookie = common.session_cookie(headers)
     if status != 200 or not match or not cookie:
         common.fail(f"GET /sign-in: HTTP {status}, csrf token found: {bool(match)}")
-    form = urlencode({"email": email, "password": common.PASSWORD, "csrf_token": match.group(1)})
-    status, headers, _ = request(
+    form = {"email": email, "password": common.PASSWORD, "csrf_token": match.group(1)}
+    status, headers, _ = post_form(port, "/sign-in", form, cookie)
+    cookie = common.session_cookie(headers) or cookie
+    if status != 303:
+        common.fail(f"POST /sign-in: HTTP {status} (expected 303 to the second step)")
+    status, headers, body = common.request(
+        port, "GET", "/sign-in/verify", headers={"Cookie": f"session={cookie}"}
+    )
+    match = common.CSRF_RE.search(body.decode())
+    cookie = common.session_cookie(headers) or cookie  # now holding the form's CSRF secret
+    if status != 200 or not match:
+        common.fail(f"GET /sign-in/verify: HTTP {status}, csrf token found: {bool(match)}")
+    form = {"code": pyotp.TOTP(totp_secret).now(), "csrf_token": match.group(1)}
+    status, headers, _ = post_form(port, "/sign-in/verify", form, cookie)
+    signed_in = common.session_cookie(headers)
+    if status != 303 or not signed_in:
+        common.fail(f"POST /sign-in/verify: HTTP {status} (expected 303 and a new session cookie)")
+    return signed_in
+
+
+def post_form(port: int, path: str, form: dict, cookie: str):
+    return common.request(
         port,
         "POST",
-        "/sign-in",
-        body=form,
+        path,
+        body=urlencode(form),
         headers={
             "Content-Type": "application/x-www-form-urlencoded",
             "Cookie": f"session={cookie}",
         },
     )
-    signed_in = session_cookie(headers)
-    if status != 303 or not signed_in:
-        common.fail(f"POST /sign-in: HTTP {status} (expected 303 and a new session cookie)")
-    return signed_in
 
 
 def check_page(port: int, headers: dict, label: str) -> int:
-    status, _, body = request(port, "GET", "/tenants", headers=headers)
+    status, _, body = common.request(port, "GET", "/tenants", headers=headers)
     if status != 200:
         common.fail(f"{label}: GET /tenants answered HTTP {status}")
     text = body.decode()
@@ -228,10 +158,15 @@ def run_python(port: int, headers: dict, duration: float, connections: int) -> t
 # ---- main ---------------------------------------------------------------------------------
 
 
-def create_staff(email: str) -> int:
-    from portal.console.services import create_staff as create
+def create_staff(email: str, totp_secret: str, secret_key: str) -> int:
+    """A bench platform admin enrolled in MFA (staff must be, by default) with `totp_secret`,
+    sealed with the servers' `secret_key`."""
+    from portal import crypto
     from portal.db import db
+    from portal.staff.members import create_staff as create
+    from portal.staff.mfa import enrol_staff_mfa
 
+    crypto.configure(secret_key)
     with db.platform_scope() as session:
         member = create(
             session,
@@ -241,12 +176,13 @@ def create_staff(email: str) -> int:
             password=common.PASSWORD,
             actor=common.actor(),
         )
+        enrol_staff_mfa(session, member, totp_secret, actor=common.actor())
         return member.id
 
 
 def delete_staff(staff_id: int) -> None:
-    from portal.console.models import StaffUser
     from portal.db import db
+    from portal.staff.models import StaffUser
 
     with db.platform_scope() as session:
         member = session.get(StaffUser, staff_id)
@@ -279,7 +215,7 @@ def main() -> None:
     slugs = [f"bench-p-{run}-{i:03d}" for i in range(TENANTS)]
     created: list[str] = []
     staff_id = None
-    servers: list[Gunicorn] = []
+    servers: list[common.Gunicorn] = []
     logs = tempfile.TemporaryDirectory(prefix="bench-pages-")
     try:
         common.configure(url)
@@ -289,9 +225,9 @@ def main() -> None:
         created.extend(slugs)
         common.create_tenants(slugs)
         email = f"bench-{run}@msp.example"
-        staff_id = create_staff(email)
-
         secret = secrets.token_hex(32)
+        totp_secret = pyotp.random_base32()
+        staff_id = create_staff(email, totp_secret, secret)
         env = dict(
             os.environ,
             # wsgi.py reads the portal's own variables, _pages_app.portal_app() the BENCH_APP_*.
@@ -304,27 +240,18 @@ def main() -> None:
             BENCH_APP_REDIS_URL=common.redis_url(),
             BENCH_APP_SECRET_KEY=secret,
         )
-        entry = "wsgi:app" if (ROOT / "wsgi.py").exists() else "_pages_app:portal_app()"
-        portal = Gunicorn(
-            entry,
-            env,
-            args.workers,
-            args.worker_class,
-            Path(logs.name) / "portal.log",
-        )
+        entry = "wsgi:app" if (common.ROOT / "wsgi.py").exists() else "_pages_app:portal_app()"
+        workers = {"workers": args.workers, "worker_class": args.worker_class}
+        portal = common.Gunicorn(entry, env, log=Path(logs.name) / "portal.log", **workers)
         servers.append(portal)
-        bare = Gunicorn(
-            "_pages_app:bare_app()",
-            env,
-            args.workers,
-            args.worker_class,
-            Path(logs.name) / "bare.log",
+        bare = common.Gunicorn(
+            "_pages_app:bare_app()", env, log=Path(logs.name) / "bare.log", **workers
         )
         servers.append(bare)
         portal.wait_ready("/healthz")
         bare.wait_ready("/tenants")
 
-        cookie = sign_in(portal.port, email)
+        cookie = sign_in(portal.port, email, totp_secret)
         targets = {
             "portal": (portal.port, {"Cookie": f"session={cookie}"}),
             "bare": (bare.port, {}),

@@ -32,116 +32,27 @@ import argparse
 import http.client
 import multiprocessing
 import os
-import re
 import secrets
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
 import _common as common
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 PREFIX = "bench-f-"
 MEMBERS = 30
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def request(port: int, method: str, path: str, *, headers=None, body=None, timeout=30.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
-    finally:
-        conn.close()
-
-
-def session_cookie(headers) -> str | None:
-    for name, value in headers:
-        if name.lower() == "set-cookie":
-            cookie = SimpleCookie()
-            cookie.load(value)
-            if "session" in cookie:
-                return cookie["session"].value
-    return None
-
-
-class Server:
-    """gunicorn -c gunicorn.conf.py wsgi:app, started by this script and stopped by its pid."""
-
-    def __init__(self, env: dict, workers: int, worker_class: str, threads: int, log: Path):
-        self.port = free_port()
-        self.log = log
-        self._log_file = open(log, "w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--worker-class",
-                worker_class,
-                "--threads",
-                str(threads),
-                "--chdir",
-                str(ROOT),
-                "--log-level",
-                "warning",
-                "wsgi:app",
-            ],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if request(self.port, "GET", "/healthz", timeout=5)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        common.fail(f"gunicorn did not start; log:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log_file.close()
 
 
 def form_session(port: int, host: str, address: str) -> tuple[str, str]:
     """(session cookie, CSRF token) of the sign-in form, fetched from `address`."""
     headers = {"Host": host, "X-Forwarded-For": address}
-    status, got, body = request(port, "GET", "/sign-in", headers=headers)
-    match = CSRF_RE.search(body.decode())
-    cookie = session_cookie(got)
+    status, got, body = common.request(port, "GET", "/sign-in", headers=headers)
+    match = common.CSRF_RE.search(body.decode())
+    cookie = common.session_cookie(got)
     if status != 200 or not match or not cookie:
         common.fail(f"GET /sign-in from {address}: HTTP {status}, csrf token: {bool(match)}")
     return cookie, match.group(1)
@@ -150,7 +61,7 @@ def form_session(port: int, host: str, address: str) -> tuple[str, str]:
 def sign_in(port: int, host: str, email: str) -> str:
     address = "10.78.0.1"
     cookie, token = form_session(port, host, address)
-    status, got, _ = request(
+    status, got, _ = common.request(
         port,
         "POST",
         "/sign-in",
@@ -162,7 +73,7 @@ def sign_in(port: int, host: str, email: str) -> str:
             "Cookie": f"session={cookie}",
         },
     )
-    signed_in = session_cookie(got)
+    signed_in = common.session_cookie(got)
     if status != 303 or not signed_in:
         common.fail(f"POST /sign-in as the bench admin: HTTP {status}")
     return signed_in
@@ -179,7 +90,7 @@ def probe_pages(port, host, cookie, duration, interval, samples, failures, start
     while time.perf_counter() < stop_at:
         begun = time.perf_counter()
         try:
-            status, _, body = request(port, "GET", "/users", headers=headers)
+            status, _, body = common.request(port, "GET", "/users", headers=headers)
             if status != 200 or b"<table" not in body:
                 failures.append(f"HTTP {status}")
         except (OSError, http.client.HTTPException) as exc:
@@ -350,8 +261,14 @@ def main() -> None:
             PORTAL_BASE_DOMAIN=common.BASE_DOMAIN,
             PORTAL_PROXY_COUNT="1",
         )
-        server = Server(
-            env, args.workers, args.worker_class, args.threads, Path(logs.name) / "portal.log"
+        server = common.Gunicorn(
+            "wsgi:app",
+            env,
+            log=Path(logs.name) / "portal.log",
+            workers=args.workers,
+            worker_class=args.worker_class,
+            threads=args.threads,
+            config=common.ROOT / "gunicorn.conf.py",
         )
         server.wait_ready()
         cookie = sign_in(server.port, host, email)

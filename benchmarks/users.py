@@ -517,9 +517,9 @@ def cursor_values(url: str) -> tuple:
     """The (lower(email), id) a page's `after=` cursor points at."""
     from urllib.parse import parse_qs, urlsplit
 
-    from portal.pagination import _decode
+    from portal.pagination import decode_cursor
 
-    values = _decode(parse_qs(urlsplit(url).query)["after"][0], 2)
+    values = decode_cursor(parse_qs(urlsplit(url).query)["after"][0], 2)
     if values is None:
         common.fail(f"cannot read the cursor of {url}")
     return values

@@ -49,29 +49,32 @@ def _base_app(name: str, settings: Settings) -> Flask:
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the portal. `config` overrides settings fields (tests pass database_url etc.)."""
+    import portal.console.account_views
+    import portal.console.audit_views
+    import portal.console.jobs_views
+    import portal.console.outbox_views
+    import portal.console.overview_views
+    import portal.console.sign_in_views
+    import portal.console.staff_views
+    import portal.console.tenant_access_views
+    import portal.console.tenants_views  # noqa: F401  (the page modules attach routes to bp)
+    import portal.site.account_views
+    import portal.site.audit_views
+    import portal.site.consent_views
+    import portal.site.overview_views
+    import portal.site.roles_views
+    import portal.site.security_views
+    import portal.site.sessions_views
+    import portal.site.sign_in_views
+    import portal.site.staff_views
+    import portal.site.user_views
+    import portal.site.users_views  # noqa: F401  (the page modules attach routes to bp)
     from portal import observability
     from portal.auth import flood
-    from portal.console import (  # noqa: F401  (routes on console bp)
-        account_views as console_account_views,
-    )
-    from portal.console import (  # noqa: F401  (routes on console bp)
-        jobs_views,
-        outbox_views,
-        staff_views,
-        tenant_access_views,
-    )
-    from portal.console.views import bp as console_bp
+    from portal.console.blueprint import bp as console_bp
     from portal.ops import bp as ops_bp
     from portal.passwords import configure_hashing
     from portal.queue import queues
-    from portal.site import (  # noqa: F401  (routes on site bp)
-        account_views,
-        admin_views,
-        audit_views,
-        sessions_views,
-        views,
-    )
-    from portal.site import staff_views as site_staff_views  # noqa: F401  (routes on site bp)
     from portal.site.blueprint import bp as site_bp
     from portal.startup import configure_services
     from portal.web import HostDispatcher
@@ -92,7 +95,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.console.auth import init_login as init_console_login
 
     init_console_login(platform)
-    flood.init_app(platform, flood.CONSOLE_ENDPOINTS)
+    flood.init_app(platform)
 
     tenant_site = _base_app("portal.site", settings)
     tenant_site.config = platform.config  # one configuration for both sites
@@ -100,7 +103,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.site.auth import init_login as init_site_login
 
     init_site_login(tenant_site)
-    flood.init_app(tenant_site, flood.SITE_ENDPOINTS)
+    flood.init_app(tenant_site)
 
     platform.extensions["portal.tenant_site"] = tenant_site
     dispatcher = HostDispatcher(platform.wsgi_app, tenant_site.wsgi_app, settings)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -32,6 +34,14 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = None
     s3_region: str | None = None
+    # Without these two, boto3 looks for credentials itself (AWS_* variables, an instance role).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    # Stored objects are encrypted under this master key (32 bytes); the earlier keys still open
+    # the objects they wrapped, so a key can rotate (portal/storage). Without one, development
+    # generates instance/storage-master-key; production refuses to start.
+    storage_master_key: bytes | None = field(default=None, repr=False)
+    storage_old_master_keys: tuple[bytes, ...] = field(default=(), repr=False)
     log_level: str = "INFO"
     tenant_purge_grace_days: int = 30
     proxy_count: int = 0
@@ -87,6 +97,10 @@ class Settings:
             )
         if self.database_owner_url and not self.database_url:
             raise ConfigError("DATABASE_OWNER_URL needs DATABASE_URL (the runtime role) beside it")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ConfigError(
+                "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together or not at all"
+            )
         if self.production:
             if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
                 raise ConfigError(
@@ -100,6 +114,11 @@ class Settings:
                 raise ConfigError(
                     "PORTAL_ENV=production needs DATABASE_OWNER_URL (migrations and provisioning) "
                     "beside a DATABASE_URL for a runtime role that owns nothing"
+                )
+            if not self.storage_master_key:
+                raise ConfigError(
+                    "PORTAL_ENV=production needs STORAGE_MASTER_KEY (32 random bytes in base64) "
+                    "to encrypt stored objects"
                 )
 
 
@@ -140,6 +159,30 @@ def _networks(name: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _master_keys(name: str) -> tuple[bytes, ...]:
+    """Comma-separated base64 keys of 32 bytes each (`openssl rand -base64 32`), checked here."""
+    keys = []
+    for part in (os.environ.get(name) or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            key = base64.b64decode(part.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(f"{name} must be 32 random bytes in base64 (openssl rand -base64 32)")
+        keys.append(key)
+    return tuple(keys)
+
+
+def _master_key(name: str) -> bytes | None:
+    keys = _master_keys(name)
+    if len(keys) > 1:
+        raise ConfigError(f"{name} holds one key; earlier keys go in STORAGE_OLD_MASTER_KEYS")
+    return keys[0] if keys else None
+
+
 def load_settings(**overrides) -> Settings:
     """Read settings from the environment; `.env` in the working directory is read first."""
     load_dotenv(os.environ.get("PORTAL_DOTENV", ".env"), override=False)
@@ -157,6 +200,10 @@ def load_settings(**overrides) -> Settings:
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
         s3_bucket=os.environ.get("S3_BUCKET") or None,
         s3_region=os.environ.get("S3_REGION") or None,
+        s3_access_key_id=os.environ.get("S3_ACCESS_KEY_ID") or None,
+        s3_secret_access_key=os.environ.get("S3_SECRET_ACCESS_KEY") or None,
+        storage_master_key=_master_key("STORAGE_MASTER_KEY"),
+        storage_old_master_keys=_master_keys("STORAGE_OLD_MASTER_KEYS"),
         log_level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         tenant_purge_grace_days=_int("TENANT_PURGE_GRACE_DAYS", 30),
         proxy_count=_int("PORTAL_PROXY_COUNT", 0),

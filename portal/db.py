@@ -7,6 +7,11 @@ a role that can reach nothing outside its own schema. The caller that opens a sc
 one transaction: services flush, the scope commits (or rolls back) and then runs the callbacks
 registered with `on_commit`.
 
+A refusal is recorded even though the request that refuses rolls back (a 4xx): what a service
+marks with `keep_on_rollback` (a failed sign-in's audit entry) is written again, in a short
+transaction of its own in the same scope, by whoever rolled back (`write_kept`: the web
+request's end, and the scopes below). On commit it is already in, and nothing is repeated.
+
 Two database roles (issue 11 §6). Requests and jobs connect as the runtime role (`engine`),
 which owns nothing: data privileges on the platform tables (INSERT and SELECT only on the audit
 trail) and membership in each tenant role, so it cannot alter a table, disable the audit
@@ -177,8 +182,12 @@ class Database:
     def platform_scope(self) -> Iterator[Session]:
         """One transaction on the platform schema, committed on success."""
         with self.session() as session:
-            with session.begin():
-                yield session
+            try:
+                with session.begin():
+                    yield session
+            except BaseException:
+                write_kept(session)
+                raise
 
     def open_tenant_session(self, tenant: Tenant | TenantRef | str) -> Session:
         """A session whose every transaction is confined to the tenant's schema and role.
@@ -204,12 +213,26 @@ class Database:
             session.commit()
         except BaseException:
             session.rollback()
+            write_kept(session)
             raise
         finally:
             session.close()
 
 
 db = Database()
+
+
+def scope_tenant(session: Session) -> Tenant | TenantRef:
+    """The tenant whose scope `session` belongs to. Fails loudly for a platform session, or a
+    tenant scope opened with a bare slug, rather than let a service guess."""
+    tenant = session.info.get("tenant")
+    if tenant is None:
+        raise RuntimeError(
+            "no tenant in this session's scope: open it with the Tenant (or TenantRef), "
+            "not a slug, to call a service that needs the tenant"
+        )
+    return tenant
+
 
 IDLE_PING_SECONDS = 10.0
 
@@ -245,6 +268,25 @@ def on_commit(session: Session, callback: Callable[[], None]) -> None:
     # registered inside it (a refused user in a bulk action keeps the others' mail).
     current = session.get_nested_transaction() or session.get_transaction()
     session.info.setdefault("on_commit", []).append((current, callback))
+
+
+def keep_on_rollback(session: Session, write: Callable[[Session], None]) -> None:
+    """`write`, done in this transaction, is done again by `write_kept` should it roll back."""
+    if session.in_nested_transaction():
+        # A savepoint's rollback would take the write with it while the scope commits.
+        raise RuntimeError("keep_on_rollback inside a savepoint: the write could be lost")
+    session.info.setdefault("kept", []).append(write)
+
+
+def write_kept(session: Session) -> None:
+    """After the session's transaction rolled back: the writes marked with `keep_on_rollback`,
+    again, in one short transaction of the same scope (schema map and role are applied anew)."""
+    writes = session.info.pop("kept", None)
+    if not writes:
+        return
+    with session.begin():
+        for write in writes:
+            write(session)
 
 
 @event.listens_for(Session, "after_begin")
@@ -302,6 +344,7 @@ def _end_owner_ddl(session: Session, transaction) -> None:
 def _run_on_commit(session: Session) -> None:
     session.info.pop("owner_committed", None)
     session.info.pop("owner_undo", None)
+    session.info.pop("kept", None)  # committed with everything else
     callbacks = session.info.pop("on_commit", [])
     for _, callback in callbacks:
         callback()
@@ -414,7 +457,8 @@ def grant_runtime(connection: Connection, role: str) -> None:
 def load_models() -> None:
     """Import every model module so both metadata objects are complete."""
     import portal.accounts.models  # noqa: F401
+    import portal.compliance.consent_models  # noqa: F401
     import portal.compliance.models  # noqa: F401
-    import portal.console.models  # noqa: F401
     import portal.mail_models  # noqa: F401
+    import portal.staff.models  # noqa: F401
     import portal.tenancy.models  # noqa: F401

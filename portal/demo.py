@@ -28,14 +28,16 @@ from portal.accounts.models import BackupCode, Device, Role, User, UserSession, 
 from portal.accounts.roles import create_role
 from portal.auth import mfa
 from portal.auth.services import TOTP_PURPOSE, describe_agent
+from portal.compliance import consent
 from portal.compliance.audit import Actor, AuditAction, record
 from portal.config import Settings
-from portal.console.models import StaffUser
-from portal.console.services import create_staff, enrol_staff_mfa
 from portal.db import db
 from portal.passwords import hash_password
 from portal.permissions import BuiltinRole, Permission
 from portal.sessions import token_hash
+from portal.staff.members import create_staff
+from portal.staff.mfa import enrol_staff_mfa
+from portal.staff.models import StaffUser
 from portal.tenancy.models import Tenant
 from portal.tenancy.services import create_tenant, update_limits
 
@@ -55,6 +57,34 @@ DEMO_MEMBERS = 50
 HISTORY_DAYS = 60
 HELPDESK_ROLE = "Helpdesk"
 HELPDESK_KEY = "helpdesk"
+# (key, title, description, required, lawful basis, share of people who agree)
+DEMO_PURPOSES = (
+    (
+        "terms",
+        "Terms of service",
+        "You agree to use the portal under the organisation's terms of service.",
+        True,
+        "contract",
+        1.0,
+    ),
+    (
+        "product_analytics",
+        "Product analytics",
+        "We record which pages and features you use, to see what to improve. "
+        "Nothing is shared outside the organisation.",
+        False,
+        "consent",
+        0.7,
+    ),
+    (
+        "product_news",
+        "Product news by email",
+        "About one email a month on new features and planned maintenance.",
+        False,
+        "consent",
+        0.3,
+    ),
+)
 
 FIRST_NAMES = (
     "Aisha", "Akira", "Alejandro", "Amara", "Anders", "Ana", "Arjun", "Beatriz", "Bilal",
@@ -236,6 +266,8 @@ def seed_tenant_people(
             _sign_in_history(session, user, person, rng, now)
         created.append((person, user))
     session.flush()
+    answering = [user for person, user in created if person.status != UserStatus.INVITED]
+    _seed_consents(session, tenant, answering, actor)
     # Status changes last, through the services: suspending ends the sessions made above.
     for person, user in created:
         if person.status == UserStatus.SUSPENDED:
@@ -244,6 +276,31 @@ def seed_tenant_people(
         elif person.status == UserStatus.DELETED:
             delete_user(session, user, actor=actor)
     return len(created)
+
+
+def _seed_consents(session: Session, tenant, users: list[User], actor: Actor) -> None:
+    """The demo purposes (when the tenant has none) and an answer from each of `users` to
+    each, so nobody is stopped at the consent page and the Consent page has rates to show."""
+    if not consent.purposes(session):
+        for key, title, description, required, basis, _ in DEMO_PURPOSES:
+            consent.define_purpose(
+                session,
+                key=key,
+                title=title,
+                description=description,
+                required=required,
+                lawful_basis=basis,
+                actor=actor,
+            )
+    rng = random.Random(f"portal-demo-consent:{tenant.slug}")
+    in_use = {p.key for p in consent.purposes(session, include_archived=False)}
+    for key, *_, share in DEMO_PURPOSES:
+        if key in in_use:
+            agree = {user.id for user in users if rng.random() < share}
+            withdraw = [user.id for user in users if user.id not in agree]
+            consent.import_answers(
+                session, key, granted=sorted(agree), withdrawn=withdraw, actor=actor
+            )
 
 
 def _user_actor(user: User, addr: str | None) -> Actor:

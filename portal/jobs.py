@@ -1,4 +1,4 @@
-"""What the console and /metrics show about background work: queues, workers, failures."""
+"""Background work: queues, workers and failures for the console and /metrics; job retry."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from datetime import datetime
 
 from rq import Queue, Worker
 from rq.cron import CronScheduler
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from sqlalchemy.orm import Session
 
+from portal.compliance.audit import Actor, AuditAction, record
+from portal.db import on_commit
 from portal.queue import QUEUES, queues
 
 
@@ -80,12 +84,27 @@ def failed_jobs(limit: int = 50) -> list[FailedJob]:
     return found[:limit]
 
 
-def retry_failed_job(queue_name: str, job_id: str) -> bool:
-    """Put a failed job back on its queue; False if it is no longer in the failed registry."""
+def retry_job(session: Session, queue_name: str, job_id: str, *, actor: Actor) -> bool:
+    """Put a failed job back on its queue once the transaction commits, recorded in the
+    platform trail; False (nothing done) if it is not in that queue's failed registry."""
     if queue_name not in QUEUES:
         return False
     registry = FailedJobRegistry(queue=Queue(queue_name, connection=queues.redis))
     if job_id not in registry.get_job_ids():
         return False
-    registry.requeue(job_id)
+    record(
+        session,
+        AuditAction.JOB_RETRY,
+        actor=actor,
+        target=("job", job_id),
+        detail={"queue": queue_name},
+    )
+    on_commit(session, lambda: _requeue(registry, job_id))
     return True
+
+
+def _requeue(registry: FailedJobRegistry, job_id: str) -> None:
+    try:
+        registry.requeue(job_id)
+    except InvalidJobOperation:
+        pass  # requeued meanwhile by a retry made at the same time

@@ -33,6 +33,8 @@ class Permission(StrEnum):
     ROLES_VIEW = "accounts:role:view"
     ROLES_MANAGE = "accounts:role:manage"
     SECURITY_MANAGE = "auth:settings:manage"
+    CONSENT_VIEW = "compliance:consent:view"
+    CONSENT_MANAGE = "compliance:consent:manage"
 
 
 # What each permission lets a person do, as shown on the tenant's Roles page.
@@ -46,6 +48,8 @@ TENANT_PERMISSIONS: dict[Permission, str] = {
     Permission.SECURITY_MANAGE: "Change security settings: MFA policy, session timeouts, passwords",
     Permission.AUDIT_VIEW: "Read and export the organisation's audit trail",
     Permission.AUDIT_VERIFY: "Verify the audit trail's hash chain",
+    Permission.CONSENT_VIEW: "See consent purposes, their rates and any user's consent history",
+    Permission.CONSENT_MANAGE: "Define, reword and archive consent purposes",
 }
 
 STAFF_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -61,7 +65,12 @@ STAFF_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         }
     ),
     "compliance": frozenset(
-        {Permission.TENANT_VIEW, Permission.AUDIT_VIEW, Permission.AUDIT_VERIFY}
+        {
+            Permission.TENANT_VIEW,
+            Permission.AUDIT_VIEW,
+            Permission.AUDIT_VERIFY,
+            Permission.CONSENT_VIEW,
+        }
     ),
 }
 
@@ -89,6 +98,7 @@ BUILTIN_ROLES: dict[str, tuple[str, str, frozenset[Permission]]] = {
                 Permission.ROLES_VIEW,
                 Permission.AUDIT_VIEW,
                 Permission.AUDIT_VERIFY,
+                Permission.CONSENT_VIEW,
             }
         ),
     ),

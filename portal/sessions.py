@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 LAST_SEEN_RESOLUTION = 60  # seconds; saves a write on every request
@@ -50,24 +51,14 @@ def load(
     *,
     idle_seconds: int,
     absolute_seconds: int,
-    extra_columns=(),
+    extra_columns: tuple = (),
 ):
     """The live session for `token` with its owner's columns, as one plain row, or None
-    (an expired session is deleted). Read on every request, so it is a single Core query:
+    (an expired session is deleted). Read on every request, so it is a single Core query,
+    built once (`extra_columns` is a module-level tuple) and run on the session's connection:
     `row.session_id`, the owner's columns (`row.id`, `row.email`, ...) and `extra_columns`."""
-    query = (
-        select(
-            model.id.label("session_id"),
-            model.created_at.label("session_created_at"),
-            model.last_seen_at.label("session_last_seen_at"),
-            # Not the derived ones (the users' search vector): nothing reads them here.
-            *(c for c in owner_model.__table__.columns if c.computed is None),
-            *extra_columns,
-        )
-        .join_from(model, owner_model)
-        .where(model.token_hash == token_hash(token))
-    )
-    row = session.execute(query).first()
+    query = _load_query(model, owner_model, extra_columns)
+    row = session.connection().execute(query, {"token_hash": token_hash(token)}).first()
     if row is None:
         return None
     now = datetime.now(UTC)
@@ -78,6 +69,23 @@ def load(
     if idle > LAST_SEEN_RESOLUTION:
         session.execute(update(model).where(model.id == row.session_id).values(last_seen_at=now))
     return row
+
+
+@lru_cache(maxsize=16)
+def _load_query(model, owner_model, extra_columns: tuple) -> Select:
+    sessions, owners = model.__table__, owner_model.__table__
+    return (
+        select(
+            sessions.c.id.label("session_id"),
+            sessions.c.created_at.label("session_created_at"),
+            sessions.c.last_seen_at.label("session_last_seen_at"),
+            # Not the derived ones (the users' search vector): nothing reads them here.
+            *(c for c in owners.columns if c.computed is None),
+            *extra_columns,
+        )
+        .join_from(sessions, owners)
+        .where(sessions.c.token_hash == bindparam("token_hash"))
+    )
 
 
 def end(session: Session, model, token: str):

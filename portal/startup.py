@@ -16,13 +16,15 @@ _warned_single_role = False
 
 
 def configure_services(settings: Settings | None = None, *, need_redis: bool = True) -> Settings:
-    """Point the process at its database and Redis, starting the embedded ones when unset."""
-    from portal import crypto, embedded, mail
+    """Point the process at its database, Redis and object storage, starting the embedded
+    database and Redis when unset."""
+    from portal import crypto, embedded, mail, storage
     from portal.queue import queues
 
     settings = settings or load_settings()
     mail.configure(settings)
     crypto.configure(settings.secret_key)
+    storage.configure(settings)
     db.configure(*database_urls(settings))
     if need_redis:
         queues.configure(settings.redis_url or embedded.redis_url(settings.instance_path))

@@ -4,24 +4,40 @@
 - Each request gets an id (X-Request-ID if the client sent a sane one) for logs and audit.
 - Each request owns one transaction: `request_session()` opens it lazily (platform scope on the
   console, tenant scope with `SET LOCAL ROLE` on a tenant site); it commits after a successful
-  response and rolls back otherwise.
-- `render_page` renders a whole page, or just one block of it for an HTMX request.
+  response and rolls back otherwise, then writes again what was kept (a refusal's audit entry,
+  `record(..., keep=True)`) in a transaction of its own.
+- `render_page` renders a whole page, or just one block of it for an HTMX request;
+  `after_change` answers a change made (the changed block with a toast event for HTMX, else a
+  303 with the toast flashed), `see_other` goes on after a POST, and `full_page_redirect`
+  leaves the page (HX-Redirect for HTMX).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from flask import Flask, Response, abort, current_app, g, redirect, render_template, request
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+)
 from jinja2_fragments.flask import render_block
 from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from portal.compliance.audit import Actor
-from portal.db import db
+from portal.db import db, write_kept
 from portal.tenancy import routing
 from portal.tenancy.routing import TenantRef
 
@@ -121,22 +137,49 @@ def local_path(target: str | None, default: str, *, under: str | None = None) ->
     return default
 
 
-def see_other(location: str, *, toast: str | None = None) -> Response:
-    """After a successful POST: 303 for a plain form, HX-Location for HTMX."""
+def see_other(location: str) -> Response:
+    """Go on to `location` after a POST: 303 for a plain form, HX-Location for HTMX (htmx loads
+    it in place of the page without a full reload)."""
     if request.headers.get("HX-Request") == "true":
         response = Response(status=204)
         response.headers["HX-Location"] = location
-    else:
-        response = redirect(location, code=303)
+        return response
+    return redirect(location, code=303)
+
+
+def after_change(
+    location: str,
+    toast: str | None = None,
+    *,
+    fragment: Callable[[], Response] | None = None,
+    events: Iterable[str] = (),
+) -> Response:
+    """The answer to a change made, for HTMX and a plain form alike.
+
+    When HTMX asks for a fragment and there is one: `fragment()` (the changed block) with an
+    `HX-Trigger` carrying the toast and `events`, which other parts of the page listen to so
+    they refresh themselves. Otherwise `see_other(location)`, the toast flashed for that page.
+    """
+    if fragment is not None and wants_fragment():
+        response = fragment()
+        triggers = {"toast": toast} if toast else {}
+        triggers.update(dict.fromkeys(events, True))
+        if triggers:
+            response.headers["HX-Trigger"] = json.dumps(triggers)
+        return response
     if toast:
-        flash_toast(toast)
-    return response
+        flash(toast, "success")
+    return see_other(location)
 
 
-def flash_toast(message: str) -> None:
-    from flask import flash
-
-    flash(message, "success")
+def full_page_redirect(location: str) -> Response:
+    """Send the browser to `location` as a new page (to sign in, or to enrol in MFA): for HTMX
+    an HX-Redirect, since a plain redirect would put that page where a fragment belongs."""
+    if request.headers.get("HX-Request") == "true":
+        response = Response(status=204)
+        response.headers["HX-Redirect"] = location
+        return response
+    return redirect(location)
 
 
 def _begin_request() -> None:
@@ -166,6 +209,7 @@ def _finish_request(response: Response) -> Response:
                 session.commit()
             else:
                 session.rollback()
+                write_kept(session)  # a refusal's audit entry outlives the rollback
         finally:
             session.close()
     response.headers["X-Request-ID"] = g.get("request_id", "")
@@ -176,8 +220,11 @@ def _finish_request(response: Response) -> Response:
 def _close_request(exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
-        session.rollback()
-        session.close()
+        try:
+            session.rollback()
+            write_kept(session)
+        finally:
+            session.close()
 
 
 def ago(value: datetime | None) -> str:

@@ -139,7 +139,7 @@ def staff_code(member) -> str:
     import pyotp
 
     from portal.auth import mfa
-    from portal.console.models import StaffUser
+    from portal.staff.models import StaffUser
 
     with db.platform_scope() as session:
         last = session.get(StaffUser, member.id).mfa_last_step
@@ -164,8 +164,9 @@ def sign_in_staff(client, member, *, password: str = PASSWORD, host: str = "loca
 def make_staff(app):
     """Create staff members for this test, enrolled in MFA with STAFF_TOTP_SECRET unless
     `mfa=False`; they are deleted afterwards."""
-    from portal.console.models import StaffUser
-    from portal.console.services import create_staff, enrol_staff_mfa
+    from portal.staff.members import create_staff
+    from portal.staff.mfa import enrol_staff_mfa
+    from portal.staff.models import StaffUser
 
     created: list[int] = []
 

@@ -106,8 +106,8 @@ def test_staff_reset_mfa_clears_mfa_ends_sessions_and_is_audited(run_cli, app, m
     from sqlalchemy import select
 
     from portal.compliance.models import PlatformAuditEntry
-    from portal.console.models import StaffBackupCode, StaffSession, StaffUser
     from portal.db import db
+    from portal.staff.models import StaffBackupCode, StaffSession, StaffUser
     from tests.conftest import sign_in_staff
 
     member = make_staff()

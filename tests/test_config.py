@@ -18,6 +18,7 @@ def test_production_refuses_the_default_secret(monkeypatch):
 def test_production_starts_with_a_real_secret(monkeypatch):
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("STORAGE_MASTER_KEY", "k" * 43 + "=")
     settings = load_settings()
     assert settings.production and settings.secret_key != DEFAULT_SECRET_KEY
 

@@ -16,13 +16,13 @@ from portal.accounts import lifecycle, validation
 from portal.accounts.models import User, UserSession
 from portal.compliance.audit import Actor
 from portal.compliance.models import PlatformAuditEntry, TenantAuditEntry
-from portal.console import services as staff_services
-from portal.console.models import StaffUser
 from portal.db import db
+from portal.staff.members import create_staff
+from portal.staff.models import StaffUser
 from portal.validation import MAX_BULK_IDS
 from tests.conftest import PASSWORD
 from tests.site import conftest as site_fixtures
-from tests.site.conftest import host
+from tests.site.support import host
 
 # The tenant site's fixtures, used here too.
 admin, site_user, sign_in_site = (
@@ -206,12 +206,10 @@ def test_creating_a_user_with_a_final_sigma_twin_is_refused_not_a_500(tenant):
 def test_staff_with_a_dotted_capital_i_twin_is_refused_not_a_500(app):
     email = f"inci-{secrets.token_hex(4)}@msp.example"
     with db.platform_scope() as session:
-        staff_services.create_staff(
-            session, email=email, role="support", password=PASSWORD + "!", actor=SYSTEM
-        )
+        create_staff(session, email=email, role="support", password=PASSWORD + "!", actor=SYSTEM)
     try:
         with pytest.raises(validation.AccountError) as refused, db.platform_scope() as session:
-            staff_services.create_staff(
+            create_staff(
                 session,
                 email="İ" + email[1:],
                 role="support",
@@ -227,9 +225,7 @@ def test_staff_with_a_dotted_capital_i_twin_is_refused_not_a_500(app):
 def test_staff_email_longer_than_the_column_is_refused_not_a_500(app):
     email = "a@" + "b" * 400 + ".example"
     with pytest.raises(validation.AccountError), db.platform_scope() as session:
-        staff_services.create_staff(
-            session, email=email, role="support", password=PASSWORD + "!", actor=SYSTEM
-        )
+        create_staff(session, email=email, role="support", password=PASSWORD + "!", actor=SYSTEM)
 
 
 def test_staff_form_refuses_a_dotted_capital_i_with_a_message(client, sign_in_as):

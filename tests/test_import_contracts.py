@@ -1,6 +1,8 @@
 """The shape of the code: the import contracts in pyproject.toml hold (doors never import each
-other, areas never import doors, no cycles), and `portal.db.load_models()` registers every model."""
+other, areas never import doors, no cycles), `portal.db.load_models()` registers every model,
+and migrations import no application code."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -43,3 +45,21 @@ def test_load_models_registers_every_table_of_every_module():
     registered = python("from portal.db import load_models\nload_models()\n" + TABLES)
     assert json.loads(registered) == json.loads(everything)
     assert "platform.outbox" in json.loads(registered)
+
+
+def test_migrations_import_no_application_code():
+    """A revision must keep doing what it did when it was written, whatever portal/ becomes:
+    its versions import only Alembic, SQLAlchemy and the standard library."""
+
+    for path in sorted(ROOT.glob("migrations/*/versions/*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(name.split(".")[0] in {"portal", "jobs"} for name in names), (
+                f"{path.relative_to(ROOT)} imports {names}"
+            )

@@ -83,6 +83,7 @@ def test_a_malformed_metrics_allow_list_is_a_clear_error(monkeypatch):
 def test_production_refuses_to_serve_as_the_owner_of_the_tables(monkeypatch):
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("STORAGE_MASTER_KEY", "k" * 43 + "=")
     monkeypatch.setenv("DATABASE_URL", "postgresql://portal@db.internal/portal")
     monkeypatch.delenv("DATABASE_OWNER_URL", raising=False)
     with pytest.raises(ConfigError, match="DATABASE_OWNER_URL"):

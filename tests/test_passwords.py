@@ -15,11 +15,11 @@ from sqlalchemy import select, update
 
 from portal import passwords
 from portal.accounts.models import User
-from portal.console.models import StaffUser
 from portal.db import db
 from portal.queue import queues
+from portal.staff.models import StaffUser
 from tests.conftest import PASSWORD
-from tests.site.flows_helpers import Site, add_user
+from tests.site.support import Site, add_user
 
 # argon2-cffi's default profile, which the portal used before (m=64 MiB, t=3, p=4).
 OLD_HASHER = PasswordHasher()

@@ -35,13 +35,13 @@ from sqlalchemy import delete, select, update
 from portal.accounts import roles
 from portal.accounts.models import Device, User, UserSession
 from portal.compliance.audit import Actor
-from portal.console.models import StaffUser
 from portal.db import db, tenant_schema
 from portal.mail_models import OutboxMessage
+from portal.staff.models import StaffUser
 from portal.tenancy.models import Tenant
 from tests.conftest import PASSWORD, purge
 from tests.site import conftest as site_fixtures
-from tests.site.conftest import host
+from tests.site.support import host
 
 # The tenant site's fixtures, used here too.
 admin, site_user, sign_in_site = (

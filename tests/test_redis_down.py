@@ -16,7 +16,7 @@ from redis import Redis
 
 from portal.queue import queues
 from tests.conftest import PASSWORD
-from tests.site.flows_helpers import Site, add_user
+from tests.site.support import Site, add_user
 
 QUICK = 1.5  # seconds: no request may hang longer on a dead or hung Redis
 

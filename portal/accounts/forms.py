@@ -37,10 +37,6 @@ def whole_number(low: int, high: int) -> list:
     ]
 
 
-class ActionForm(FlaskForm):
-    """A button-only form: nothing but the CSRF token."""
-
-
 class InviteForm(FlaskForm):
     email = EmailField(
         "Email", validators=[DataRequired(message="Enter an email address."), Length(max=320)]

@@ -18,6 +18,7 @@ from portal.accounts.models import TokenPurpose, User, UserStatus
 from portal.accounts.settings import security_settings
 from portal.accounts.validation import AccountError, QuotaExceeded, validate_email, validate_name
 from portal.compliance.audit import Actor, AuditAction, record
+from portal.db import scope_tenant
 from portal.mail import Mail, send_mail
 from portal.password_policy import check_password
 from portal.passwords import hash_password
@@ -98,7 +99,7 @@ def register_user(
                 session,
                 Mail(
                     to=existing.email,
-                    subject=f"Someone tried to register with your email at {session.info['tenant'].name}",
+                    subject=f"Someone tried to register with your email at {scope_tenant(session).name}",
                     body=(
                         "Someone (perhaps you) asked to register an account with this email "
                         "address, but you already have one.\n\n"
@@ -106,11 +107,11 @@ def register_user(
                         f"Forgot your password? {base_url.rstrip('/')}/forgot-password\n"
                     ),
                     kind="notice",
-                    tenant_slug=session.info["tenant"].slug,
+                    tenant_slug=scope_tenant(session).slug,
                 ),
             )
         return None
-    tenant = session.info["tenant"]
+    tenant = scope_tenant(session)
     if tenant.max_users is not None and count_users(session) >= tenant.max_users:
         # No link that could not be confirmed; the page answers the same either way.
         send_mail(
@@ -156,7 +157,7 @@ def accept_invitation(
     )
     confirming = user.registration_pending
     if confirming:
-        tenant = session.info["tenant"]
+        tenant = scope_tenant(session)
         lock_user_quota(session)
         if tenant.max_users is not None and count_users(session) >= tenant.max_users:
             raise QuotaExceeded(

@@ -31,7 +31,7 @@ from portal.accounts.roles import (
 from portal.accounts.settings import security_settings
 from portal.accounts.validation import AccountError, QuotaExceeded, validate_email, validate_name
 from portal.compliance.audit import Actor, AuditAction, record
-from portal.db import advisory_key
+from portal.db import advisory_key, scope_tenant
 from portal.mail import Mail, send_mail
 from portal.password_policy import check_password
 from portal.passwords import hash_password
@@ -87,7 +87,7 @@ def create_user(
     self-registration (`registration`) is not counted until confirmed (accept_invitation
     checks the quota then) and expires after INVITATION_HOURS.
     """
-    tenant = session.info["tenant"]
+    tenant = scope_tenant(session)
     email = validate_email(email)
     name = validate_name(name)
     if password is not None and check_password_policy:
@@ -183,7 +183,7 @@ def update_profile(
 def _email_changed_notice(session: Session, user: User, *, old: str, actor: Actor) -> None:
     """Tell the old address that the account's email changed (after commit), so a takeover
     through a changed address does not go unnoticed."""
-    organisation = session.info["tenant"].name
+    organisation = scope_tenant(session).name
     by = "you" if is_actor(actor, user.id) else (actor.label or "an administrator")
     send_mail(
         session,
@@ -197,7 +197,7 @@ def _email_changed_notice(session: Session, user: User, *, old: str, actor: Acto
                 "If you did not expect this, contact your administrator at once.\n"
             ),
             kind="security",
-            tenant_slug=session.info["tenant"].slug,
+            tenant_slug=scope_tenant(session).slug,
         ),
     )
 
@@ -294,7 +294,7 @@ def restore_user(session: Session, user: User, *, actor: Actor) -> bool:
     if deadline is not None and deadline < datetime.now(UTC):
         raise AccountError(f"{user.email} was deleted more than {USER_DELETE_GRACE_DAYS} days ago.")
     ensure_may_change_user(session, user, actor=actor, doing="restore")
-    tenant = session.info["tenant"]
+    tenant = scope_tenant(session)
     lock_user_quota(session)
     if tenant.max_users is not None and count_users(session) >= tenant.max_users:
         raise QuotaExceeded(f"{tenant.name} has reached its limit of {tenant.max_users} users.")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from portal.accounts.models import TokenPurpose, User, UserToken
 from portal.compliance.audit import Actor
+from portal.db import scope_tenant
 from portal.mail import Mail, send_mail
 from portal.sessions import token_hash
 
@@ -79,7 +80,7 @@ def redeem_token(
 def send_invitation(session: Session, user: User, *, actor: Actor, base_url: str) -> None:
     token = issue_token(session, user, TokenPurpose.INVITATION, INVITATION_HOURS)
     link = f"{base_url.rstrip('/')}/invitation/{token}"
-    organisation = session.info["tenant"].name
+    organisation = scope_tenant(session).name
     inviter = actor.label if actor.type in ("user", "staff") and actor.label else "An administrator"
     send_mail(
         session,
@@ -94,6 +95,6 @@ def send_invitation(session: Session, user: User, *, actor: Actor, base_url: str
                 "If you did not expect this invitation, you can ignore this email.\n"
             ),
             kind="invitation",
-            tenant_slug=session.info["tenant"].slug,
+            tenant_slug=scope_tenant(session).slug,
         ),
     )

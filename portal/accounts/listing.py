@@ -2,16 +2,15 @@
 
 Each sort walks one of the `users` indexes in order, so a page costs an index range scan
 however deep it is:
-- email, name: (lower(email), id), (lower(name), id); created: (created_at, id); through
-  `portal.pagination.keyset_page` on a plain subquery, which PostgreSQL flattens, so the index
-  expressions match.
+- email, name: (lower(email), id), (lower(name), id); created: (created_at, id); through the
+  list machinery (`portal.pagination.ListSpec`) on a plain subquery, which PostgreSQL
+  flattens, so the index expressions match.
 - last sign-in: `last_sign_in_at` is NULL for people who never signed in, and a NULL never
   compares in a row comparison, so one keyset over (last_sign_in_at, id) would lose them. A
   coalesce() would keep them but matches no index (migrations are settled), so every page
-  would sort the whole table. Instead the order is two segments, each an index range scan of
-  ix_users_last_sign_in_order: "never" (by id) and the dated rows (by time, id). "Never" counts
-  as the oldest sign-in: first when ascending, last when descending. The cursor names its
-  segment, so a walk crosses from one into the other without an OFFSET.
+  would sort the whole table. Instead it is a nullable sort: two segments, each an index range
+  scan of ix_users_last_sign_in_order, "never" (by id) and the dated rows (by time, id).
+  "Never" counts as the oldest sign-in: first when ascending, last when descending.
 
 The search (`q`) is a full-text match of word prefixes over the generated `users.search_vector`
 column, through its GIN index (ix_users_search): no contains-search, which no index both
@@ -24,19 +23,26 @@ list fits on its first page), and the roles of a page come from one query for it
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, time
 
-from sqlalchemy import Select, String, cast, exists, func, select, true, tuple_
+from sqlalchemy import String, cast, exists, func, select, true
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
 from portal.accounts.models import User, UserRole, UserStatus
-from portal.pagination import Page, _decode, _encode, _fits, keyset_page
+from portal.pagination import (
+    Filter,
+    Listing,
+    ListQuery,
+    ListSpec,
+    choice_filter,
+    date_filter,
+    text_filter,
+)
 from portal.permissions import BuiltinRole
 
 PAGE_SIZE = 50
-SORTS = ("email", "name", "created", "last_sign_in")
 STATUSES = tuple(UserStatus)
 LIST_COLUMNS = (
     User.id,
@@ -48,105 +54,55 @@ LIST_COLUMNS = (
     User.last_sign_in_at,
     User.mfa_enabled_at,
 )
+USERS = ListSpec(
+    filters=(
+        text_filter("q", 100),
+        choice_filter("status", STATUSES),  # "" = everyone but the deleted; "deleted" = the bin
+        Filter("role", lambda raw: raw[:64]),  # a role key, "member" = users without a role
+        choice_filter("mfa", ("on", "off")),
+        date_filter("signed_in_after"),
+        date_filter("signed_in_before"),
+    ),
+    sorts={
+        "email": ("email_key", "id"),
+        "name": ("name_key", "id"),
+        "created": ("created_at", "id"),
+        "last_sign_in": ("last_sign_in_at", "id"),
+    },
+    default_sort="email",
+    size=PAGE_SIZE,
+    nullable=frozenset({"last_sign_in"}),
+)
 
 
-@dataclass(frozen=True)
-class UserFilters:
-    """The list's query, normalised: what the URL may carry, with junk dropped."""
-
-    q: str = ""
-    status: str = ""  # "" = everyone but the deleted; "deleted" = the recycle bin
-    role: str = ""  # a role key, "member" = users without a role
-    mfa: str = ""  # "on" | "off" | ""
-    signed_in_after: date | None = None
-    signed_in_before: date | None = None
-    sort: str = "email"  # a key of SORTS, "-" in front for descending
-
-    @property
-    def descending(self) -> bool:
-        return self.sort.startswith("-")
-
-    @property
-    def sort_key(self) -> str:
-        return self.sort.lstrip("-")
-
-    def narrowed(self) -> bool:
-        """Whether anything narrows the list (the status default does not)."""
-        return bool(self.status) or self.searching()
-
-    def searching(self) -> bool:
-        """Whether the list is narrowed by more than which status it shows."""
-        return any((self.q, self.role, self.mfa, self.signed_in_after, self.signed_in_before)) or (
-            self.status not in ("", UserStatus.DELETED)
-        )
-
-    def args(self) -> dict[str, str]:
-        """The URL query of these filters, defaults left out."""
-        values = {
-            "q": self.q,
-            "status": self.status,
-            "role": self.role,
-            "mfa": self.mfa,
-            "signed_in_after": self.signed_in_after.isoformat() if self.signed_in_after else "",
-            "signed_in_before": self.signed_in_before.isoformat() if self.signed_in_before else "",
-            "sort": "" if self.sort == "email" else self.sort,
-        }
-        return {k: v for k, v in values.items() if v}
+def searching(query: ListQuery) -> bool:
+    """Whether the list is narrowed by more than which status it shows."""
+    return query.narrowed("status") or query.filters["status"] not in ("", UserStatus.DELETED)
 
 
-def _date(raw: str | None) -> date | None:
-    try:
-        return date.fromisoformat(raw) if raw else None
-    except ValueError:
-        return None
-
-
-def parse_filters(args) -> UserFilters:
-    """Filters from a query string (a mapping with .get); unknown values fall back to defaults."""
-    status = (args.get("status") or "").strip()
-    mfa = (args.get("mfa") or "").strip()
-    sort = (args.get("sort") or "email").strip()
-    if sort.lstrip("-") not in SORTS:
-        sort = "email"
-    return UserFilters(
-        q=" ".join((args.get("q") or "").split())[:100],
-        status=status if status in STATUSES else "",
-        role=(args.get("role") or "").strip()[:64],
-        mfa=mfa if mfa in ("on", "off") else "",
-        signed_in_after=_date(args.get("signed_in_after")),
-        signed_in_before=_date(args.get("signed_in_before")),
-        sort=sort,
-    )
-
-
-def _conditions(
-    *,
-    q: str,
-    status: str,
-    role: str,
-    mfa: str,
-    signed_in_after: date | None,
-    signed_in_before: date | None,
-) -> list:
+def _conditions(filters: Mapping) -> list:
     conditions = []
-    if q:
-        conditions.append(search_condition(q))
-    if status in STATUSES:
-        conditions.append(User.status == status)
+    if filters["q"]:
+        conditions.append(search_condition(filters["q"]))
+    if filters["status"] in STATUSES:
+        conditions.append(User.status == filters["status"])
     else:
         conditions.append(User.status != UserStatus.DELETED)
+    role = filters["role"]
     if role == BuiltinRole.MEMBER:
         conditions.append(~exists().where(UserRole.user_id == User.id))
     elif role:
         conditions.append(exists().where(UserRole.user_id == User.id, UserRole.role_key == role))
-    if mfa == "on":
+    if filters["mfa"] == "on":
         conditions.append(User.mfa_enabled_at.is_not(None))
-    elif mfa == "off":
+    elif filters["mfa"] == "off":
         conditions.append(User.mfa_enabled_at.is_(None))
-    if signed_in_after:
-        conditions.append(User.last_sign_in_at >= datetime.combine(signed_in_after, time.min, UTC))
-    if signed_in_before:
-        conditions.append(User.last_sign_in_at < datetime.combine(signed_in_before, time.min, UTC))
+    if filters["signed_in_after"]:
+        start = datetime.combine(filters["signed_in_after"], time.min, UTC)
+        conditions.append(User.last_sign_in_at >= start)
+    if filters["signed_in_before"]:
+        end = datetime.combine(filters["signed_in_before"], time.min, UTC)
+        conditions.append(User.last_sign_in_at < end)
     return conditions
 
 
@@ -188,140 +144,28 @@ def search_condition(q: str):
     return User.search_vector.op("@@")(cast(func.lower(query), TSQUERY))
 
 
-SORT_EXPRESSIONS = {
-    # Typed, so keyset_page checks a cursor's value against text (lower() is untyped otherwise).
-    "email": func.lower(User.email, type_=String),
-    "name": func.lower(User.name, type_=String),
-    "created": User.created_at,
-}
-
-
 def list_users(
     session: Session,
+    args: Mapping[str, str],
     *,
-    q: str = "",
-    status: str = "",
-    role: str = "",
-    mfa: str = "",
-    signed_in_after: date | None = None,
-    signed_in_before: date | None = None,
-    sort: str = "email",
-    after: str | None = None,
-    before: str | None = None,
+    url: Callable[..., str] | None = None,
     size: int = PAGE_SIZE,
-) -> tuple[Page, int]:
-    """One page of the tenant's users (plain rows of LIST_COLUMNS) and how many match.
-
-    `sort` is email, name, created or last_sign_in, with "-" in front for descending; the
-    cursors come from the previous page (`Page.next_cursor`, `Page.prev_cursor`)."""
-    conditions = _conditions(
-        q=q,
-        status=status,
-        role=role,
-        mfa=mfa,
-        signed_in_after=signed_in_after,
-        signed_in_before=signed_in_before,
-    )
-    descending = sort.startswith("-")
-    key = sort.lstrip("-")
-    if key not in SORTS:
-        key, descending = "email", False
-    if key == "last_sign_in":
-        page = _last_sign_in_page(
-            session, conditions, descending=descending, after=after, before=before, size=size
+) -> Listing:
+    """One page of the tenant's users (plain rows of LIST_COLUMNS) for the query string `args`
+    (q, status, role, mfa, signed_in_after, signed_in_before, sort, after, before), with how
+    many match. `sort` is email, name, created or last_sign_in, "-" in front for descending."""
+    query = USERS.parse(args)
+    listed = (
+        select(
+            *LIST_COLUMNS,
+            # Typed, so a cursor's value is checked against text (lower() is untyped otherwise).
+            func.lower(User.email, type_=String).label("email_key"),
+            func.lower(User.name, type_=String).label("name_key"),
         )
-    else:
-        rows = (
-            select(*LIST_COLUMNS, SORT_EXPRESSIONS[key].label("sort_value"))
-            .where(*conditions)
-            .subquery("listed")
-        )
-        page = keyset_page(
-            session,
-            select(rows),
-            [rows.c.sort_value, rows.c.id],
-            descending=descending,
-            after=after,
-            before=before,
-            size=size,
-        )
-    if not after and not before and page.next_cursor is None:
-        total = len(page.rows)  # the whole list fits on its first page
-    else:
-        total = session.scalar(select(func.count()).select_from(User).where(*conditions))
-    return page, total
-
-
-# ---- last sign-in: two index segments ------------------------------------------------------
-
-NEVER, DATED = "n", "d"
-
-
-def _segment_query(conditions: list, segment: str) -> tuple[Select, list]:
-    if segment == NEVER:
-        return select(*LIST_COLUMNS).where(*conditions, User.last_sign_in_at.is_(None)), [User.id]
-    return (
-        select(*LIST_COLUMNS).where(*conditions, User.last_sign_in_at.is_not(None)),
-        [User.last_sign_in_at, User.id],
+        .where(*_conditions(query.filters))
+        .subquery("listed")
     )
-
-
-def _cursor(row) -> str:
-    if row.last_sign_in_at is None:
-        return f"{NEVER}.{_encode((row.id,))}"
-    return f"{DATED}.{_encode((row.last_sign_in_at, row.id))}"
-
-
-def _parse_cursor(cursor: str | None) -> tuple[str, tuple] | None:
-    segment, _, rest = (cursor or "").partition(".")
-    if segment not in (NEVER, DATED):
-        return None
-    # _decode leaves only values PostgreSQL can bind; _fits checks each against its column
-    # (an integer id, not a boolean; a time where the segment is dated).
-    _query, columns = _segment_query([], segment)
-    values = _fits(_decode(rest, len(columns)), columns)
-    return None if values is None else (segment, values)
-
-
-def _last_sign_in_page(
-    session: Session,
-    conditions: list,
-    *,
-    descending: bool,
-    after: str | None,
-    before: str | None,
-    size: int,
-) -> Page:
-    order = [DATED, NEVER] if descending else [NEVER, DATED]  # "never" is the oldest
-    back = _parse_cursor(before)
-    forward = None if back else _parse_cursor(after)
-    start = back or forward
-    # Walking backwards flips the segment order and each segment's direction.
-    ascending = descending == (back is not None)
-    segments = order if back is None else order[::-1]
-    if start is not None:
-        segments = segments[segments.index(start[0]) :]
-    rows: list = []
-    for segment in segments:
-        query, columns = _segment_query(conditions, segment)
-        if start is not None and segment == start[0]:
-            key, at = tuple_(*columns), tuple_(*start[1])
-            query = query.where(key > at if ascending else key < at)
-        ordered = [c.asc() if ascending else c.desc() for c in columns]
-        rows += session.execute(query.order_by(*ordered).limit(size + 1 - len(rows))).all()
-        if len(rows) > size:
-            break
-    more = len(rows) > size
-    rows = rows[:size]
-    if back is not None:
-        rows.reverse()
-    has_next = more if back is None else True
-    has_prev = (more if back is not None else forward is not None) and bool(rows)
-    return Page(
-        rows=rows,
-        next_cursor=_cursor(rows[-1]) if rows and has_next else None,
-        prev_cursor=_cursor(rows[0]) if rows and has_prev else None,
-    )
+    return USERS.page(session, listed, query, url=url, size=size)
 
 
 def role_keys_by_user(session: Session, user_ids: list[int]) -> dict[int, list[str]]:

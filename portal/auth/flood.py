@@ -3,7 +3,7 @@
 A flood of sign-ins costs the portal one Argon2 computation per attempt; the account throttle
 (portal/auth/throttle.py) still hashes every attempt so that it reveals nothing. This limit
 comes first: a `before_request` hook on both sites counts the form posts (not the GETs) to the
-endpoints named below, per client address across every tenant and the console, and answers
+views marked with the decorators below, per client address across every tenant and the console, and answers
 429 with `Retry-After` before the view runs, so a refused attempt costs one Redis round trip
 and no hashing. It answers the same whatever the account, and never looks one up. An allowed
 post to an endpoint that hashes then takes its hashing slot (portal/passwords.py) at once, for
@@ -38,30 +38,32 @@ from redis import Redis
 from portal import passwords
 from portal.errors import render_error
 
-# Endpoints whose form posts hash a password (or are a sign-in step), per site.
-SITE_ENDPOINTS = frozenset(
-    {
-        "site.sign_in",
-        "site.mfa_verify",
-        "site.register",
-        "site.reset_password",
-        "site.invitation",
-        "site.account_security",  # password change
-        "site.mfa_backup_codes",  # needs the password
-        "site.mfa_disable",  # needs the password
-    }
-)
-CONSOLE_ENDPOINTS = frozenset(
-    {
-        "console.sign_in",
-        "console.sign_in_verify",
-        "console.account_password",
-        "console.account_mfa_backup_codes",  # needs the password
-        "console.account_mfa_disable",  # needs the password
-    }
-)
-# Sign-in steps that hash nothing (a code, not a password): limited, but hold no hashing slot.
-NOT_HASHING = frozenset({"site.mfa_verify", "console.sign_in_verify"})
+# How a view is limited: its form posts hash a password, or are a sign-in step that checks a code
+# (limited, but holding no hashing slot). A view says so where it is defined (the decorators
+# below), so a new password form cannot be forgotten in a list kept elsewhere.
+HASHING = "hashing"
+CODE = "code"
+
+
+def hashes_password(view):
+    """Mark a view whose form posts hash a password (or check one): limited per address."""
+    view.flood_limit = HASHING
+    return view
+
+
+def checks_code(view):
+    """Mark a sign-in step that checks a code, not a password: limited, no hashing slot."""
+    view.flood_limit = CODE
+    return view
+
+
+def limit_of(app: Flask, endpoint: str | None) -> str | None:
+    """HASHING, CODE or None for `endpoint` of `app` (decorators that wrap a view with
+    functools.wraps carry the mark outwards)."""
+    view = app.view_functions.get(endpoint) if endpoint else None
+    return getattr(view, "flood_limit", None)
+
+
 KEY_PREFIX = "throttle:flood"  # under throttle:, so the tests' per-test clean-up clears it too
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -176,12 +178,15 @@ class RequestLimit:
         return max(0.0, min(wait, 2.0 * window))
 
 
-def init_app(app: Flask, endpoints: frozenset[str]) -> None:
-    """Limit the form posts to `endpoints` on `app` (the console or the tenant site)."""
+def init_app(app: Flask) -> None:
+    """Limit the form posts to the marked views of `app` (the console or the tenant site)."""
 
     @app.before_request
     def limit_password_endpoints():
-        if request.method in _SAFE_METHODS or request.endpoint not in endpoints:
+        if request.method in _SAFE_METHODS:
+            return None
+        kind = limit_of(app, request.endpoint)
+        if kind is None:
             return None
         from portal.queue import queues
         from portal.web import client_addr
@@ -192,7 +197,7 @@ def init_app(app: Flask, endpoints: frozenset[str]) -> None:
         )
         verdict = limit.hit(client_addr())
         if verdict.allowed:
-            if request.endpoint not in NOT_HASHING:
+            if kind == HASHING:
                 passwords.hold_slot()  # or HashingBusy: a 503 before any other work
             return None
         body, status = render_error(

@@ -117,7 +117,3 @@ class PasswordConfirmForm(FlaskForm):
         "Your password",
         validators=[DataRequired(message="Enter your password."), Length(max=PASSWORD_MAX)],
     )
-
-
-class ActionForm(FlaskForm):
-    """A button-only form: nothing but the CSRF token."""

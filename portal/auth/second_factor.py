@@ -6,21 +6,27 @@ the last time step accepted: a code is accepted once, and no older code after it
 codes are rows of a table of their own (an owner column, `code_hash`, `used_at`), stored as
 keyed hashes (portal/auth/mfa.py `backup_code_hash`) and each used once.
 
-The caller holds the holder's row lock (SELECT … FOR UPDATE) while a code is checked, so two
-concurrent uses of one code cannot both pass; the caller also writes the audit entries, since
-tenant users and staff record them in different trails.
+The second sign-in step is one function for both, `check`: it locks the holder's row
+(SELECT … FOR UPDATE), so two concurrent uses of one code cannot both pass, counts refusals in
+the sign-in throttle and records them, and the use of a backup code, with the audit actions of
+the holder's kind (`SecondStep`). Enrolment and the other changes leave the audit entries to
+the caller.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from portal import crypto
 from portal.auth import mfa
+from portal.auth.throttle import SignInThrottle
+from portal.compliance.audit import Actor, AuditAction, record
 
 TOTP_PURPOSE = "totp"
 
@@ -125,6 +131,64 @@ def match(session: Session, holder, codes: BackupCodes, code: str) -> str | None
     if mfa.looks_like_backup_code(code):
         return "backup_code" if codes.use(session, holder.id, code) else None
     return "totp" if accept_totp(holder, code) is not None else None
+
+
+@dataclass(frozen=True)
+class SecondStep:
+    """One kind of account's second sign-in step: its backup codes, who may pass it, and the
+    audit actions it records (targets of type `target`)."""
+
+    codes: BackupCodes
+    target: str
+    may_sign_in: Callable[[Any], bool]
+    failed: AuditAction
+    throttled: AuditAction
+    backup_code_used: AuditAction
+
+
+def check(
+    session: Session,
+    holder,
+    code: str,
+    step: SecondStep,
+    *,
+    actor: Actor,
+    throttle: SignInThrottle | None,
+) -> str | None:
+    """The second sign-in step: "totp" or "backup_code" when `code` is right, else None.
+
+    Under the holder's row lock. A throttled attempt is refused without looking at the code; a
+    refusal is recorded and counted in the throttle; only a pass clears the failure count. A
+    used backup code is recorded with how many are left, the holder as its actor.
+    """
+    session.refresh(holder, with_for_update=True)
+    waiting = throttle.wait_seconds(holder.email, actor.client_addr) if throttle else 0
+    method = None
+    if not waiting and step.may_sign_in(holder):
+        method = match(session, holder, step.codes, (code or "")[:64])
+    if method is None:
+        if throttle and not waiting:
+            throttle.failed(holder.email, actor.client_addr)
+        record(
+            session,
+            step.throttled if waiting else step.failed,
+            actor=actor,
+            target=(step.target, holder.id),
+            detail={"reason": "throttled" if waiting else "bad_code", "step": "mfa"},
+            keep=True,
+        )
+        return None
+    if method == "backup_code":
+        record(
+            session,
+            step.backup_code_used,
+            actor=replace(actor, type=step.target, id=str(holder.id), label=holder.email),
+            target=(step.target, holder.id),
+            detail={"left": step.codes.left(session, holder.id)},
+        )
+    if throttle:
+        throttle.succeeded(holder.email)
+    return method
 
 
 def clear(session: Session, holder, codes: BackupCodes) -> None:

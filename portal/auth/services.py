@@ -40,6 +40,7 @@ from portal.accounts.validation import AccountError
 from portal.auth import second_factor
 from portal.auth.throttle import SignInThrottle
 from portal.compliance.audit import Actor, AuditAction, record
+from portal.db import scope_tenant
 from portal.mail import Mail, send_mail
 from portal.password_policy import check_password
 from portal.passwords import hash_password, rehashed, verify_password
@@ -47,11 +48,19 @@ from portal.validation import InputError
 
 TOTP_PURPOSE = second_factor.TOTP_PURPOSE
 BACKUP_CODES = second_factor.BackupCodes(BackupCode, "user_id")
+SECOND_STEP = second_factor.SecondStep(
+    codes=BACKUP_CODES,
+    target="user",
+    may_sign_in=lambda user: user.status == UserStatus.ACTIVE,
+    failed=AuditAction.MFA_FAILED,
+    throttled=AuditAction.USER_SIGN_IN_LOCKED,
+    backup_code_used=AuditAction.MFA_BACKUP_CODE_USED,
+)
 
 
 def _notice(session: Session, user: User, subject: str, body: str) -> None:
     """A security notice to the user, after commit."""
-    tenant = session.info["tenant"]
+    tenant = scope_tenant(session)
     send_mail(
         session,
         Mail(
@@ -95,6 +104,7 @@ def check_password_step(
             target=("user", user.id) if user else None,
             detail={"reason": reason, "step": "password"},
             personal={"email": email},
+            keep=True,
         )
         return None
     if (fresh := rehashed(user.password_hash, password)) is not None:
@@ -113,37 +123,7 @@ def check_second_factor(
     throttle: SignInThrottle | None,
 ) -> str | None:
     """Second step: "totp" or "backup_code" when `code` is right, else None (audited, counted)."""
-    session.refresh(user, with_for_update=True)
-    waiting = throttle.wait_seconds(user.email, actor.client_addr) if throttle else 0
-    method = None if waiting else _match_second_factor(session, user, code or "")
-    if method is None:
-        if throttle and not waiting:
-            throttle.failed(user.email, actor.client_addr)
-        record(
-            session,
-            AuditAction.USER_SIGN_IN_LOCKED if waiting else AuditAction.MFA_FAILED,
-            actor=actor,
-            target=("user", user.id),
-            detail={"reason": "throttled" if waiting else "bad_code", "step": "mfa"},
-        )
-        return None
-    if throttle:
-        throttle.succeeded(user.email)
-    return method
-
-
-def _match_second_factor(session: Session, user: User, code: str) -> str | None:
-    method = second_factor.match(session, user, BACKUP_CODES, code)
-    if method == "backup_code":
-        left = backup_codes_left(session, user.id)
-        record(
-            session,
-            AuditAction.MFA_BACKUP_CODE_USED,
-            actor=Actor("user", str(user.id), user.email),
-            target=("user", user.id),
-            detail={"left": left},
-        )
-    return method
+    return second_factor.check(session, user, code, SECOND_STEP, actor=actor, throttle=throttle)
 
 
 def verify_totp(user: User, code: str) -> int | None:
@@ -281,6 +261,10 @@ def end_user_session(session: Session, token: str, *, actor: Actor) -> None:
         )
 
 
+# Built once: sessions.load caches its statement per tuple of extra columns.
+_ROLE_PERMISSIONS = (role_permissions_column(User.id),)
+
+
 def load_user_session(session: Session, token: str, settings: SecuritySettings | None = None):
     """The signed-in user's row (user columns plus `session_id`, `session_created_at` and
     `role_permissions`, see accounts.roles.permissions_of), or None. The tenant's idle and absolute timeouts apply (`settings`, read if not given); only
@@ -293,7 +277,7 @@ def load_user_session(session: Session, token: str, settings: SecuritySettings |
         token,
         idle_seconds=settings.idle_timeout_minutes * 60,
         absolute_seconds=settings.absolute_timeout_minutes * 60,
-        extra_columns=[role_permissions_column(User.id)],
+        extra_columns=_ROLE_PERMISSIONS,
     )
     return row if row is not None and row.status == UserStatus.ACTIVE else None
 
@@ -400,7 +384,7 @@ def request_password_reset(session: Session, email: str, *, actor: Actor, base_u
     if not active:
         return
     token = issue_token(session, user, TokenPurpose.PASSWORD_RESET, PASSWORD_RESET_HOURS)
-    tenant = session.info["tenant"]
+    tenant = scope_tenant(session)
     send_mail(
         session,
         Mail(

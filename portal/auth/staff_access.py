@@ -20,9 +20,11 @@ The console's idle timeout is not applied to the visit's console session: the me
 work in the visit, whose own idle timeout (30 minutes) is the shorter one.
 
 A visit holds the staff role's permissions that apply inside a tenant (support: read-only);
-every page and action checks them like a tenant user's. The hand-off is audited in the
-platform trail (console) and in the tenant's trail (site); every action during the visit is
-recorded in the tenant's trail with the staff member as actor.
+every page and action checks them like a tenant user's. The hand-off is audited at both ends,
+by `hand_off` in the platform trail (console) and by `admit_visit` in the tenant's trail (site),
+a refusal included; the grant and the visit reach Redis only once the request that made them
+commits. Every action during the visit is recorded in the tenant's trail with the staff member
+as actor.
 """
 
 from __future__ import annotations
@@ -31,13 +33,21 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from portal.accounts.settings import mfa_enforced_for, security_settings
+from portal.compliance.audit import Actor, AuditAction, record
+from portal.db import on_commit
 from portal.permissions import STAFF_ROLE_PERMISSIONS, TENANT_PERMISSIONS
 from portal.sessions import token_hash
+
+if TYPE_CHECKING:
+    from portal.staff.models import StaffUser
+    from portal.tenancy.models import Tenant
 
 GRANT_SECONDS = 60
 VISIT_IDLE_SECONDS = 30 * 60
@@ -79,27 +89,35 @@ def _console_index_key(console_session_id: int) -> str:
     return f"staffaccess:console:{console_session_id}"
 
 
-def grant(
+def hand_off(
+    session: Session,
     redis: Redis,
+    tenant: Tenant,
     *,
-    staff_id: int,
-    email: str,
-    name: str,
-    role: str,
-    tenant_slug: str,
+    staff: StaffUser,
     console_session_id: int,
+    mfa: bool,
+    actor: Actor,
 ) -> str:
-    """A one-time hand-off token for the tenant site (60 s)."""
+    """The console's end: a one-time token for `tenant`'s site (valid 60 s from the commit),
+    recorded in the platform trail. `mfa`: whether the console session used a second factor."""
     token = secrets.token_urlsafe(32)
     payload = {
-        "staff_id": staff_id,
-        "email": email,
-        "name": name,
-        "role": role,
-        "tenant_slug": tenant_slug,
+        "staff_id": staff.id,
+        "email": staff.email,
+        "name": staff.name,
+        "role": staff.role,
+        "tenant_slug": tenant.slug,
         "console_session_id": console_session_id,
     }
-    redis.set(_grant_key(token), json.dumps(payload), ex=GRANT_SECONDS)
+    record(
+        session,
+        AuditAction.STAFF_TENANT_ACCESS,
+        actor=actor,
+        target=("tenant", tenant.id),
+        detail={"role": staff.role, "mfa": mfa},
+    )
+    on_commit(session, lambda: redis.set(_grant_key(token), json.dumps(payload), ex=GRANT_SECONDS))
     return token
 
 
@@ -117,9 +135,37 @@ def take_grant(redis: Redis, token: str, tenant_slug: str) -> Visit | None:
     return Visit(**payload, started_at=time.time())
 
 
-def start_visit(redis: Redis, visit: Visit) -> str:
-    """Record the visit; returns the site session token that carries it."""
+def admit_visit(session: Session, redis: Redis, visit: Visit, *, actor: Actor) -> str | None:
+    """The tenant site's end, for a grant taken and rechecked: the site session token of the
+    visit (started in Redis once the request commits), recorded in the tenant's trail.
+
+    None when the tenant's MFA policy applies to the visit's permissions and the console
+    session used no second factor; that refusal is recorded too, and kept though the refusing
+    request rolls back."""
+    target = ("tenant", visit.tenant_slug)
+    if not visit.mfa and mfa_enforced_for(security_settings(session), visit.permissions):
+        record(
+            session,
+            AuditAction.STAFF_TENANT_ACCESS,
+            actor=actor,
+            target=target,
+            detail={"role": visit.role, "mfa": False, "refused": "mfa_required"},
+            keep=True,
+        )
+        return None
+    record(
+        session,
+        AuditAction.STAFF_TENANT_ACCESS,
+        actor=actor,
+        target=target,
+        detail={"role": visit.role, "permissions": sorted(visit.permissions), "mfa": visit.mfa},
+    )
     session_token = VISIT_PREFIX + secrets.token_urlsafe(32)
+    on_commit(session, lambda: _start_visit(redis, session_token, visit))
+    return session_token
+
+
+def _start_visit(redis: Redis, session_token: str, visit: Visit) -> None:
     key = _visit_key(session_token)
     with redis.pipeline() as pipe:
         pipe.set(key, json.dumps(visit.__dict__), ex=VISIT_IDLE_SECONDS)
@@ -127,15 +173,6 @@ def start_visit(redis: Redis, visit: Visit) -> str:
             pipe.sadd(index, key)
             pipe.expire(index, VISIT_ABSOLUTE_SECONDS)
         pipe.execute()
-    return session_token
-
-
-def redeem(redis: Redis, token: str, tenant_slug: str) -> tuple[str, Visit] | None:
-    """Take the grant and start its visit at once: (site session token, visit), or None."""
-    visit = take_grant(redis, token, tenant_slug)
-    if visit is None:
-        return None
-    return start_visit(redis, visit), visit
 
 
 def recheck(session: Session, visit: Visit, tenant_id: int) -> Visit | None:

@@ -1,5 +1,5 @@
 """The `portal` command: development server, workers, migrations, tenants, their users, staff,
-audit.
+audit, consent.
 
 Every command is a thin caller of the same services the console uses. Bad input prints one
 line on stderr and exits with status 2. One module per command group; this one assembles them.
@@ -13,6 +13,7 @@ import click
 from flask.cli import FlaskGroup
 
 from portal.cli.audit import audit
+from portal.cli.consent import consent
 from portal.cli.db import db_group
 from portal.cli.dev import dev
 from portal.cli.staff import staff
@@ -33,7 +34,7 @@ def cli():
     """MSP Portal: a multi-tenant admin portal for managed service providers."""
 
 
-for command in (dev, worker, cron, db_group, tenants, staff, users, audit):
+for command in (dev, worker, cron, db_group, tenants, staff, users, audit, consent):
     cli.add_command(command)
 
 

@@ -26,7 +26,7 @@ def staff():
 @command_errors
 def staff_create(email, name, role, password_stdin):
     """Create a staff member (password from stdin, or prompted)."""
-    from portal.console.services import create_staff
+    from portal.staff.members import create_staff
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -46,7 +46,8 @@ def staff_create(email, name, role, password_stdin):
 def staff_reset_mfa(email):
     """Remove a staff member's MFA (lost device) and end their sessions; audited. They enrol
     again at their next sign-in."""
-    from portal.console.services import find_staff, reset_staff_mfa
+    from portal.staff.members import find_staff
+    from portal.staff.mfa import reset_staff_mfa
 
     configure_services()
     with db.platform_scope() as session:

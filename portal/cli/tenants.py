@@ -150,7 +150,6 @@ def tenants_purge(slug, force):
 
 def migrate_with_progress(*, jobs: int, canary: int) -> None:
     """Run the tenant migrations with a progress bar; exit 1 when a schema failed."""
-    from portal.compliance.audit import AuditAction, record
     from portal.tenancy.migrations import MigrationInProgress, migrate_tenants
 
     failures: list[str] = []
@@ -163,23 +162,13 @@ def migrate_with_progress(*, jobs: int, canary: int) -> None:
             bar.update(1)
 
         try:
-            report = migrate_tenants(jobs=jobs, canary=canary, on_progress=progress)
+            report = migrate_tenants(
+                actor=cli_actor(), jobs=jobs, canary=canary, on_progress=progress
+            )
         except MigrationInProgress as exc:
             raise click.ClickException(str(exc)) from None
     for line in failures:
         click.echo(line, err=True)
-    if report.migrated or report.failed:
-        with db.platform_scope() as session:
-            record(
-                session,
-                AuditAction.TENANT_MIGRATE,
-                actor=cli_actor(),
-                detail={
-                    "head": report.head,
-                    "migrated": len(report.migrated),
-                    "failed": sorted(report.failed),
-                },
-            )
     click.echo(
         f"tenants: {report.total} total, {report.up_to_date} already at {report.head}, "
         f"{len(report.migrated)} migrated, {len(report.failed)} failed"

@@ -9,7 +9,9 @@ Invariants:
 - Personal data stays outside the hashed fields (actor_label, client_addr, personal), so erasing
   it later leaves the chain verifiable. Subjects are referenced by id.
 - `record` flushes but never commits: the entry lands in the caller's transaction, together
-  with the change it describes, or not at all.
+  with the change it describes, or not at all. The one exception is a refusal recorded with
+  `keep=True` (a failed sign-in): the request that refuses rolls back, and the entry is then
+  appended again in a transaction of its own (portal.db `write_kept`), chained afresh.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.compliance.models import PlatformAuditEntry, TenantAuditEntry
-from portal.db import PLATFORM_SCHEMA, advisory_key
+from portal.db import PLATFORM_SCHEMA, advisory_key, keep_on_rollback
 
 GENESIS_HASH = "0" * 64
 
@@ -93,6 +95,12 @@ class AuditAction(StrEnum):
     MFA_FAILED = "auth:mfa:failed"
     MFA_BACKUP_CODES = "auth:mfa:backup_codes"
     MFA_BACKUP_CODE_USED = "auth:mfa:backup_code_used"
+    CONSENT_PURPOSE_CREATE = "compliance:consent_purpose:create"
+    CONSENT_PURPOSE_UPDATE = "compliance:consent_purpose:update"
+    CONSENT_PURPOSE_ARCHIVE = "compliance:consent_purpose:archive"
+    CONSENT_GRANT = "compliance:consent:grant"
+    CONSENT_WITHDRAW = "compliance:consent:withdraw"
+    CONSENT_IMPORT = "compliance:consent:import"
 
 
 @dataclass(frozen=True)
@@ -156,8 +164,13 @@ def record(
     target: tuple[str, object] | None = None,
     detail: dict[str, Any] | None = None,
     personal: dict[str, Any] | None = None,
+    keep: bool = False,
 ) -> PlatformAuditEntry | TenantAuditEntry:
-    """Append an entry to the session's trail (tenant scope → tenant trail, else platform)."""
+    """Append an entry to the session's trail (tenant scope → tenant trail, else platform).
+
+    `keep`: the entry records a refusal, and stays in the trail even if the caller's
+    transaction rolls back (appended again after the rollback, with its seq and prev_hash
+    taken anew, so the chain holds)."""
     model, schema = _trail(session)
     session.execute(select(func.pg_advisory_xact_lock(advisory_key(f"audit:{schema}"))))
     last = session.execute(
@@ -182,6 +195,13 @@ def record(
     entry.hash = entry_hash(entry)
     session.add(entry)
     session.flush()
+    if keep:
+        keep_on_rollback(
+            session,
+            lambda again: record(
+                again, action, actor=actor, target=target, detail=detail, personal=personal
+            ),
+        )
     return entry
 
 
@@ -225,19 +245,22 @@ def verify_chain(session: Session) -> VerifyResult:
     return VerifyResult(True, count)
 
 
-def append_only_ddl(schema: str) -> list[str]:
-    """DDL that makes `<schema>.audit_entries` refuse UPDATE, DELETE and TRUNCATE."""
+def append_only_ddl(schema: str, table: str = "audit_entries") -> list[str]:
+    """DDL that makes `<schema>.<table>` (the audit trail, consent records) refuse UPDATE,
+    DELETE and TRUNCATE by trigger, whoever asks, and revokes them from the tenant's role."""
+    noun = table.replace("_", " ")
     return [
-        f"""CREATE FUNCTION "{schema}".audit_entries_append_only() RETURNS trigger
+        f"""CREATE FUNCTION "{schema}".{table}_append_only() RETURNS trigger
             LANGUAGE plpgsql AS $$
             BEGIN
-                RAISE EXCEPTION 'audit entries are append-only'
+                RAISE EXCEPTION '{noun} are append-only'
                     USING ERRCODE = 'insufficient_privilege', DETAIL = TG_OP || ' refused';
             END $$""",
-        f"""CREATE TRIGGER audit_entries_append_only
-            BEFORE UPDATE OR DELETE ON "{schema}".audit_entries
-            FOR EACH ROW EXECUTE FUNCTION "{schema}".audit_entries_append_only()""",
-        f"""CREATE TRIGGER audit_entries_no_truncate
-            BEFORE TRUNCATE ON "{schema}".audit_entries
-            FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".audit_entries_append_only()""",
+        f"""CREATE TRIGGER {table}_append_only
+            BEFORE UPDATE OR DELETE ON "{schema}".{table}
+            FOR EACH ROW EXECUTE FUNCTION "{schema}".{table}_append_only()""",
+        f"""CREATE TRIGGER {table}_no_truncate
+            BEFORE TRUNCATE ON "{schema}".{table}
+            FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".{table}_append_only()""",
+        f'REVOKE UPDATE, DELETE, TRUNCATE ON "{schema}".{table} FROM "{schema}"',
     ]

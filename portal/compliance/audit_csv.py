@@ -1,5 +1,9 @@
 """The audit trail as CSV, for both trails (the platform's and a tenant's): the same columns,
-streamed in ~64 KB chunks from a server-side cursor so memory stays flat at any size."""
+streamed in ~64 KB chunks from a server-side cursor so memory stays flat at any size.
+
+`export` is the one way to take a trail out: it records AUDIT_EXPORT (with the filters) in the
+caller's transaction, which the door commits before the body streams; the rows then stream
+from a transaction of their own, opened by `scope`, since the request's has ended."""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from flask import Response
-from sqlalchemy import Select
+from sqlalchemy import Select, and_, select, true
 from sqlalchemy.orm import Session
+
+from portal.compliance.audit import Actor, AuditAction, record
 
 COLUMNS = (
     "seq",
@@ -52,7 +58,7 @@ def row(entry) -> list:
     return values
 
 
-def response(
+def _response(
     query: Select, scope: Callable[[], AbstractContextManager[Session]], filename: str
 ) -> Response:
     """`query`'s entries (oldest first is the caller's order) as a streamed CSV download; the
@@ -80,6 +86,23 @@ def response(
             "Cache-Control": "no-store",
         },
     )
+
+
+def export(
+    session: Session,
+    model: type,
+    conditions: list,
+    *,
+    actor: Actor,
+    filters: dict[str, str],
+    scope: Callable[[], AbstractContextManager[Session]],
+    filename: str,
+) -> Response:
+    """The entries of `model`'s trail matching `conditions`, oldest first, as a streamed CSV
+    download; the export itself is recorded first, with `filters` as its detail."""
+    record(session, AuditAction.AUDIT_EXPORT, actor=actor, detail=filters)
+    query = select(model).where(and_(true(), *conditions)).order_by(model.seq)
+    return _response(query, scope, filename)
 
 
 def stamp() -> str:

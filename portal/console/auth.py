@@ -6,11 +6,11 @@ enrolment on My account and sign-out until they have enrolled.
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, redirect, request, url_for
+from flask import Flask, current_app, g, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 
 from portal.permissions import STAFF_ROLE_PERMISSIONS, Permission
-from portal.web import actor_for, request_session
+from portal.web import actor_for, full_page_redirect, request_session
 
 
 class SignedInStaff(UserMixin):
@@ -55,7 +55,7 @@ def current_actor():
 
 
 def init_login(app: Flask) -> None:
-    from portal.console.services import load_staff_session
+    from portal.staff.sessions import load_staff_session
 
     manager = LoginManager()
     manager.session_protection = None  # the token itself is rotated at every sign-in
@@ -68,13 +68,7 @@ def init_login(app: Flask) -> None:
 
     @manager.unauthorized_handler
     def unauthorized():
-        if request.headers.get("HX-Request") == "true":
-            response = app.response_class(status=204)
-            response.headers["HX-Redirect"] = url_for(
-                "console.sign_in", next=request.full_path.rstrip("?")
-            )
-            return response
-        return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
+        return full_page_redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
 
     @app.before_request
     def require_mfa_enrolment():
@@ -84,12 +78,7 @@ def init_login(app: Flask) -> None:
             return None
         if not mfa_enrolment_required():
             return None
-        target = url_for("console.account")
-        if request.headers.get("HX-Request") == "true":
-            response = app.response_class(status=204)
-            response.headers["HX-Redirect"] = target
-            return response
-        return redirect(target)
+        return full_page_redirect(url_for("console.account"))
 
     @app.context_processor
     def _staff():

@@ -93,10 +93,6 @@ class DeleteForm(FlaskForm):
     confirm_slug = StringField("Type the tenant's slug to confirm", validators=[DataRequired()])
 
 
-class ActionForm(FlaskForm):
-    """A button-only form: nothing but the CSRF token."""
-
-
 STAFF_ROLES = [
     SelectChoice("platform_admin", "Platform admin — everything"),
     SelectChoice("support", "Support — read tenants, audit and jobs"),

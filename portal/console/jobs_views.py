@@ -5,12 +5,11 @@ from __future__ import annotations
 from flask import abort, url_for
 
 from portal import jobs
-from portal.compliance.audit import AuditAction, record
 from portal.console.auth import current_actor
-from portal.console.forms import ActionForm
-from portal.console.views import bp
+from portal.console.blueprint import bp
+from portal.forms import ActionForm
 from portal.permissions import Permission, requires
-from portal.web import render_page, request_session, see_other
+from portal.web import after_change, render_page, request_session
 
 
 @bp.get("/jobs")
@@ -32,13 +31,6 @@ def jobs_page():
 def job_retry(queue, job_id):
     if not ActionForm().validate_on_submit():
         abort(400)
-    if not jobs.retry_failed_job(queue, job_id):
+    if not jobs.retry_job(request_session(), queue, job_id, actor=current_actor()):
         abort(404)
-    record(
-        request_session(),
-        AuditAction.JOB_RETRY,
-        actor=current_actor(),
-        target=("job", job_id),
-        detail={"queue": queue},
-    )
-    return see_other(url_for("console.jobs_page"), toast="Job queued again")
+    return after_change(url_for("console.jobs_page"), "Job queued again")

@@ -6,19 +6,22 @@ OUTBOX_VIEW, which only platform admins hold; the detail page is never cached.
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import abort, request, url_for
 from markupsafe import Markup, escape
 from sqlalchemy import func, or_, select
 
 from portal import mail
 from portal.console.auth import current_actor
-from portal.console.forms import ActionForm
-from portal.console.views import bp, safe_next
+from portal.console.blueprint import bp
+from portal.console.common import safe_next
+from portal.forms import ActionForm
 from portal.mail_models import OutboxMessage, OutboxStatus
-from portal.pagination import keyset_page
+from portal.pagination import Filter, ListSpec, choice_filter
 from portal.permissions import Permission, requires
 from portal.validation import InputError
-from portal.web import render_page, request_session, see_other
+from portal.web import after_change, render_page, request_session
 
 PAGE_SIZE = 50
 
@@ -52,14 +55,19 @@ def outbox_badge(status: str) -> Markup:
     )
 
 
+OUTBOX = ListSpec(
+    filters=(Filter("q", lambda raw: raw[:320]), choice_filter("status", OutboxStatus.ALL)),
+    sorts={"created": ("created_at", "id")},
+    default_sort="-created",
+    size=PAGE_SIZE,
+)
+
+
 @bp.get("/outbox")
 @requires(Permission.OUTBOX_VIEW)
 def outbox():
-    session = request_session()
-    q = request.args.get("q", "").strip()[:320]
-    status = request.args.get("status", "")
-    if status not in OutboxStatus.ALL:
-        status = ""
+    query = OUTBOX.parse(request.args)
+    q, status = query.filters["q"], query.filters["status"]
     conditions = []
     if q:
         conditions.append(
@@ -70,35 +78,22 @@ def outbox():
         )
     if status:
         conditions.append(OutboxMessage.status == status)
-    page = keyset_page(
-        session,
-        select(*LIST_COLUMNS).where(*conditions),
-        [OutboxMessage.created_at, OutboxMessage.id],
-        descending=True,
-        after=request.args.get("after"),
-        before=request.args.get("before"),
+    messages = OUTBOX.page(
+        request_session(),
+        select(*LIST_COLUMNS).where(*conditions).subquery("messages"),
+        query,
+        url=partial(url_for, "console.outbox"),
         size=PAGE_SIZE,
     )
-    total = session.scalar(select(func.count()).select_from(OutboxMessage).where(*conditions))
-    filters = {"q": q or None, "status": status or None}
     return render_page(
         "console/outbox.html",
         "results",
-        rows=page.rows,
-        total=total,
-        q=q,
-        status_filter=status,
+        messages=messages,
         statuses=[(s, BADGES[s][1]) for s in OutboxStatus.ALL],
         badge=outbox_badge,
         smtp=mail.smtp_configured(),
         action_form=ActionForm(formdata=None),
-        here=request.full_path.rstrip("?"),
-        next_url=url_for("console.outbox", **filters, after=page.next_cursor)
-        if page.next_cursor
-        else None,
-        prev_url=url_for("console.outbox", **filters, before=page.prev_cursor)
-        if page.prev_cursor
-        else None,
+        here=messages.here,
     )
 
 
@@ -146,5 +141,5 @@ def outbox_retry(message_id):
         else url_for("console.outbox_message", message_id=message.id)
     )
     if not retried:
-        return see_other(target, toast=f"Nothing to retry: the message is {message.status}")
-    return see_other(target, toast=f"Mail to {message.to_addr} queued for delivery again")
+        return after_change(target, f"Nothing to retry: the message is {message.status}")
+    return after_change(target, f"Mail to {message.to_addr} queued for delivery again")

@@ -8,15 +8,17 @@ from sqlalchemy import func, select
 from wtforms.fields.choices import SelectChoice
 
 from portal.accounts.validation import AccountError
-from portal.console import services
 from portal.console.auth import current_actor
-from portal.console.forms import ActionForm, StaffCreateForm, StaffRoleForm, StaffTenantsForm
-from portal.console.models import StaffSession, StaffTenant, StaffUser
-from portal.console.views import bp
+from portal.console.blueprint import bp
+from portal.console.forms import StaffCreateForm, StaffRoleForm, StaffTenantsForm
+from portal.forms import ActionForm, attach_error
 from portal.permissions import Permission, requires
+from portal.staff.members import change_staff_role, create_staff, deactivate_staff, reactivate_staff
+from portal.staff.models import StaffSession, StaffTenant, StaffUser
+from portal.staff.scope import assigned_tenant_counts, set_staff_tenants
 from portal.tenancy.models import Tenant, TenantStatus
 from portal.validation import InputError, check_selection_size
-from portal.web import render_page, request_session, see_other, wants_fragment
+from portal.web import after_change, render_page, request_session, wants_fragment
 
 MAX_STAFF_TENANTS = 10_000  # a selection PostgreSQL can bind; beyond it, "All tenants"
 
@@ -68,7 +70,7 @@ def render_staff(
         "console/staff.html",
         block,
         rows=staff_rows() if full_page else [],
-        tenant_counts=services.assigned_tenant_counts(request_session()) if full_page else {},
+        tenant_counts=assigned_tenant_counts(request_session()) if full_page else {},
         form=form or StaffCreateForm(formdata=None),
         role_form=StaffRoleForm(formdata=None),
         action_form=ActionForm(formdata=None),
@@ -98,7 +100,7 @@ def staff_create():
     form = StaffCreateForm()
     if form.validate_on_submit():
         try:
-            member = services.create_staff(
+            member = create_staff(
                 request_session(),
                 email=form.email.data,
                 name=form.name.data or "",
@@ -107,9 +109,9 @@ def staff_create():
                 actor=current_actor(),
             )
         except AccountError as exc:
-            getattr(form, exc.field or "email").errors = [str(exc)]
+            attach_error(form, exc, "email")
         else:
-            return see_other(url_for("console.staff"), toast=f"{member.email} can now sign in")
+            return after_change(url_for("console.staff"), f"{member.email} can now sign in")
     return render_staff(form, status=422, block="create")
 
 
@@ -121,11 +123,11 @@ def staff_role(staff_id):
     if not form.validate_on_submit():
         abort(400)
     try:
-        services.change_staff_role(request_session(), member, form.role.data, actor=current_actor())
+        change_staff_role(request_session(), member, form.role.data, actor=current_actor())
     except AccountError as exc:
         return render_staff(status=409, error=str(exc))
-    return see_other(
-        url_for("console.staff"), toast=f"{member.email} is now {member.role.replace('_', ' ')}"
+    return after_change(
+        url_for("console.staff"), f"{member.email} is now {member.role.replace('_', ' ')}"
     )
 
 
@@ -136,10 +138,10 @@ def staff_deactivate(staff_id):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        services.deactivate_staff(request_session(), member, actor=current_actor())
+        deactivate_staff(request_session(), member, actor=current_actor())
     except AccountError as exc:
         return render_staff(status=409, error=str(exc))
-    return see_other(url_for("console.staff"), toast=f"{member.email} deactivated and signed out")
+    return after_change(url_for("console.staff"), f"{member.email} deactivated and signed out")
 
 
 @bp.post("/staff/<int:staff_id>/reactivate")
@@ -148,8 +150,8 @@ def staff_reactivate(staff_id):
     member = access_staff(staff_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    services.reactivate_staff(request_session(), member, actor=current_actor())
-    return see_other(url_for("console.staff"), toast=f"{member.email} reactivated")
+    reactivate_staff(request_session(), member, actor=current_actor())
+    return after_change(url_for("console.staff"), f"{member.email} reactivated")
 
 
 @bp.get("/staff/<int:staff_id>/tenants")
@@ -178,7 +180,7 @@ def staff_tenants_save(staff_id):
             check_selection_size(
                 form.tenant_ids.data, noun="tenant", field="tenant_ids", limit=MAX_STAFF_TENANTS
             )
-            changed = services.set_staff_tenants(
+            changed = set_staff_tenants(
                 request_session(),
                 member,
                 all_tenants=form.scope.data == "all",
@@ -186,7 +188,7 @@ def staff_tenants_save(staff_id):
                 actor=current_actor(),
             )
         except InputError as exc:  # an AccountError, or too many tenants for one statement
-            getattr(form, exc.field or "tenant_ids").errors = [str(exc)]
+            attach_error(form, exc, "tenant_ids")
         else:
             if not changed:
                 toast = f"No change: {member.email} already sees these tenants"
@@ -195,5 +197,5 @@ def staff_tenants_save(staff_id):
             else:
                 n = len(set(form.tenant_ids.data))
                 toast = f"{member.email} now sees {n} tenant{'' if n == 1 else 's'}"
-            return see_other(url_for("console.staff"), toast=toast)
+            return after_change(url_for("console.staff"), toast)
     return render_staff(block="assign", status=422, assign=member, assign_form=form)

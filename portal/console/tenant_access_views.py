@@ -6,10 +6,10 @@ from flask import abort, request
 from flask_login import current_user
 
 from portal.auth import staff_access
-from portal.compliance.audit import AuditAction, record
 from portal.console.auth import current_actor
-from portal.console.forms import ActionForm
-from portal.console.views import access_tenant, bp, settings
+from portal.console.blueprint import bp
+from portal.console.common import access_tenant, settings
+from portal.forms import ActionForm
 from portal.permissions import Permission, requires
 from portal.queue import queues
 from portal.web import render_page, request_session
@@ -22,22 +22,14 @@ def tenant_open(slug):
     tenant = access_tenant(slug)
     if not ActionForm().validate_on_submit():
         abort(400)
-    staff = current_user.staff
-    token = staff_access.grant(
-        queues.redis,
-        staff_id=staff.id,
-        email=staff.email,
-        name=staff.name,
-        role=staff.role,
-        tenant_slug=tenant.slug,
-        console_session_id=current_user.session_id,
-    )
-    record(
+    token = staff_access.hand_off(
         request_session(),
-        AuditAction.STAFF_TENANT_ACCESS,
+        queues.redis,
+        tenant,
+        staff=current_user.staff,
+        console_session_id=current_user.session_id,
+        mfa=current_user.used_mfa,
         actor=current_actor(),
-        target=("tenant", tenant.id),
-        detail={"role": staff.role, "mfa": current_user.used_mfa},
     )
     port = f":{request.host.rsplit(':', 1)[1]}" if ":" in request.host else ""
     host = f"{tenant.slug}.{settings().base_domain}{port}"

@@ -2,45 +2,34 @@
 
 Every signed-in user has these pages, for their own account only: no permission is needed and
 no route takes a user id (a session or device id is looked up among the user's own, else 404).
-Re-entered passwords (change password, backup codes, turning MFA off) count wrong answers in
-the sign-in throttle, so a stolen session cannot be used to guess the password.
+The password and two-factor steps are the console's too (portal/account_security.py), with the
+tenant's services, throttle and MFA policy.
 """
 
 from __future__ import annotations
 
-import json
 from functools import wraps
 
 from flask import abort, request, url_for
 from flask_login import current_user, login_required
-from markupsafe import Markup
 
+from portal import account_security as security
 from portal.accounts import lifecycle, roles, settings
 from portal.accounts.models import User, UserSession
-from portal.auth import mfa
+from portal.auth import flood
 from portal.auth import services as auth
 from portal.auth.forms import (
-    ActionForm,
     ChangePasswordForm,
     MfaConfirmForm,
     PasswordConfirmForm,
     ProfileForm,
 )
-from portal.passwords import verify_password
+from portal.forms import ActionForm, attach_error
 from portal.site.auth import DEVICE_COOKIE, current_actor, tenant_settings
 from portal.site.blueprint import bp
-from portal.site.common import attach_error, sign_in_throttle, signed_out_here
+from portal.site.common import sign_in_throttle, signed_out_here
 from portal.validation import InputError
-from portal.web import (
-    client_addr,
-    current_tenant,
-    render_page,
-    request_session,
-    see_other,
-    wants_fragment,
-)
-
-TOO_MANY_TRIES = "Too many wrong passwords. Wait a few minutes and try again."
+from portal.web import after_change, current_tenant, render_page, request_session
 
 
 def own_account(view):
@@ -63,35 +52,13 @@ def me(*, lock: bool = False) -> User:
     return user
 
 
-def saved(fragment, location: str, toast: str):
-    """After a change: the re-rendered block for HTMX (with a toast event), else back to the page."""
-    if wants_fragment():
-        response = fragment()
-        response.headers["HX-Trigger"] = json.dumps({"toast": toast})
-        return response
-    return see_other(location, toast=toast)
-
-
-def password_refused(user: User, password: str, field) -> bool:
-    """Check a re-entered password; a wrong one is counted like a failed sign-in."""
-    throttle = sign_in_throttle()
-    if throttle.wait_seconds(user.email, client_addr()):
-        field.errors = [*field.errors, TOO_MANY_TRIES]
-        return True
-    if not verify_password(user.password_hash, password or ""):
-        throttle.failed(user.email, client_addr())
-        field.errors = [*field.errors, "That is not your password."]
-        return True
-    return False
-
-
 # ---- profile ------------------------------------------------------------------------------
 
 
 def render_account(user: User, form: ProfileForm | None = None, *, status: int = 200):
-    db = request_session()
-    names = roles.role_names(db)
-    keys = roles.user_role_keys(db, user.id)
+    session = request_session()
+    names = roles.role_names(session)
+    keys = roles.user_role_keys(session, user.id)
     return render_page(
         "site/account.html",
         "profile",
@@ -117,10 +84,10 @@ def account():
         except InputError as error:
             attach_error(form, error, "name")
         else:
-            return saved(
-                lambda: render_account(user),
+            return after_change(
                 url_for("site.account"),
                 "Profile saved" if changed else "Nothing to change",
+                fragment=lambda: render_account(user),
             )
     return render_account(user, form, status=422)
 
@@ -128,23 +95,22 @@ def account():
 # ---- password and two-factor authentication -----------------------------------------------
 
 
+def mfa_required() -> bool:
+    return settings.mfa_enforced_for(tenant_settings(), current_user.permissions)
+
+
 def render_security(block: str | None = None, *, status: int = 200, **forms):
-    db = request_session()
     user = me()
-    setup = None
-    secret = auth.pending_mfa_secret(user)
-    if secret:
-        tenant = current_tenant()
-        uri = mfa.provisioning_uri(secret, account=user.email, issuer=tenant.name)
-        setup = {"qr": Markup(mfa.qr_svg(uri)), "key": mfa.format_secret(secret)}
     return render_page(
         "site/account_security.html",
         block,
         user=user,
         welcome=request.args.get("welcome") == "1",
-        mfa_required=settings.mfa_enforced_for(tenant_settings(), current_user.permissions),
-        codes_left=auth.backup_codes_left(db, user.id) if user.mfa_enabled else 0,
-        setup=setup,
+        mfa_required=mfa_required(),
+        codes_left=auth.backup_codes_left(request_session(), user.id) if user.mfa_enabled else 0,
+        setup=security.enrolment_setup(
+            auth.pending_mfa_secret(user), account=user.email, issuer=current_tenant().name
+        ),
         password_form=forms.get("password_form") or ChangePasswordForm(formdata=None),
         confirm_form=forms.get("confirm_form") or MfaConfirmForm(formdata=None),
         regenerate_form=forms.get("regenerate_form")
@@ -156,133 +122,81 @@ def render_security(block: str | None = None, *, status: int = 200, **forms):
     )
 
 
+def change_password(session, user, form, *, actor) -> int:
+    """Other sessions end if the user ticked "sign out my other sessions"."""
+    return auth.change_password(
+        session,
+        user,
+        current=form.current_password.data,
+        new=form.new_password.data,
+        actor=actor,
+        sign_out_others=form.sign_out_others.data,
+        current_session=current_user.session_id,
+    )
+
+
+ACCOUNT = security.AccountSecurity(
+    page="site.account_security",
+    codes_template="site/backup_codes.html",
+    render=render_security,
+    owner=me,
+    actor=current_actor,
+    throttle=sign_in_throttle,
+    mfa_required=mfa_required,
+    change_password=change_password,
+    start_enrolment=auth.start_mfa_enrolment,
+    confirm_enrolment=auth.confirm_mfa_enrolment,
+    regenerate_backup_codes=auth.regenerate_backup_codes,
+    disable_mfa=auth.disable_mfa,
+)
+
+
 @bp.route("/account/security", methods=["GET", "POST"])
+@flood.hashes_password
 @own_account
 def account_security():
     """The page; a POST changes the password."""
     if request.method == "GET":
         return render_security()
-    user = me(lock=True)
-    form = ChangePasswordForm()
-    throttle = sign_in_throttle()
-    if form.validate_on_submit():
-        if throttle.wait_seconds(user.email, client_addr()):
-            form.current_password.errors = [*form.current_password.errors, TOO_MANY_TRIES]
-        else:
-            try:
-                ended = auth.change_password(
-                    request_session(),
-                    user,
-                    current=form.current_password.data,
-                    new=form.new_password.data,
-                    actor=current_actor(),
-                    sign_out_others=form.sign_out_others.data,
-                    current_session=current_user.session_id,
-                )
-            except InputError as error:
-                if error.field == "current_password":
-                    throttle.failed(user.email, client_addr())
-                attach_error(form, error, "new_password")
-            else:
-                toast = "Password changed"
-                if ended:
-                    toast += f" — signed out of {ended} other session{'' if ended == 1 else 's'}"
-                return saved(
-                    lambda: render_security("password_panel"),
-                    url_for("site.account_security"),
-                    toast,
-                )
-    return render_security("password_panel", status=422, password_form=form)
+    return security.change_password(ACCOUNT)
 
 
 @bp.post("/account/mfa/start")
 @own_account
 def mfa_start():
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    user = me(lock=True)
-    if user.mfa_enabled:
-        return see_other(url_for("site.account_security"))
-    auth.start_mfa_enrolment(request_session(), user)
-    if wants_fragment():
-        return render_security("mfa_panel")
-    return see_other(url_for("site.account_security", _anchor="mfa"))
+    return security.start_mfa(ACCOUNT)
 
 
 @bp.post("/account/mfa/confirm")
 @own_account
 def mfa_confirm():
-    user = me(lock=True)
-    form = MfaConfirmForm()
-    if form.validate_on_submit():
-        try:
-            codes = auth.confirm_mfa_enrolment(
-                request_session(), user, form.code.data, actor=current_actor()
-            )
-        except InputError as error:
-            attach_error(form, error, "code")
-        else:
-            return render_page("site/backup_codes.html", codes=codes, enrolled=True)
-    return render_security("mfa_panel", status=422, confirm_form=form)
+    return security.confirm_mfa(ACCOUNT)
 
 
 @bp.post("/account/mfa/backup-codes")
+@flood.hashes_password
 @own_account
 def mfa_backup_codes():
-    """New backup codes (the old ones stop working), after re-entering the password."""
-    user = me(lock=True)
-    form = PasswordConfirmForm(prefix="regenerate")
-    if form.validate_on_submit() and not password_refused(user, form.password.data, form.password):
-        try:
-            codes = auth.regenerate_backup_codes(request_session(), user, actor=current_actor())
-        except InputError as error:
-            attach_error(form, error)
-        else:
-            return render_page("site/backup_codes.html", codes=codes, enrolled=False)
-    return render_security("mfa_panel", status=422, regenerate_form=form)
+    return security.new_backup_codes(ACCOUNT)
 
 
 @bp.post("/account/mfa/disable")
+@flood.hashes_password
 @own_account
 def mfa_disable():
-    user = me(lock=True)
-    form = PasswordConfirmForm(prefix="disable")
-    if form.validate_on_submit():
-        throttle = sign_in_throttle()
-        if throttle.wait_seconds(user.email, client_addr()):
-            form.password.errors = [*form.password.errors, TOO_MANY_TRIES]
-        else:
-            try:
-                auth.disable_mfa(
-                    request_session(),
-                    user,
-                    password=form.password.data,
-                    actor=current_actor(),
-                    required=settings.mfa_enforced_for(tenant_settings(), current_user.permissions),
-                )
-            except InputError as error:
-                if error.field == "password":
-                    throttle.failed(user.email, client_addr())
-                attach_error(form, error)
-            else:
-                return saved(
-                    lambda: render_security("mfa_panel"),
-                    url_for("site.account_security", _anchor="mfa"),
-                    "Two-factor authentication turned off",
-                )
-    return render_security("mfa_panel", status=422, disable_form=form)
+    return security.turn_off_mfa(ACCOUNT)
 
 
 # ---- sessions and devices -----------------------------------------------------------------
 
 
 def render_sessions(block: str | None = None, *, status: int = 200):
-    db = request_session()
+    session = request_session()
     return render_page(
         "site/account_sessions.html",
         block,
-        sessions=auth.user_sessions(db, current_user.id),
-        devices=auth.user_devices(db, current_user.id),
+        sessions=auth.user_sessions(session, current_user.id),
+        devices=auth.user_devices(session, current_user.id),
         current_session=current_user.session_id,
         describe_agent=auth.describe_agent,
         action_form=ActionForm(formdata=None),
@@ -307,8 +221,10 @@ def account_session_revoke(session_id):
         abort(404)
     if session_id == current_user.session_id:
         return signed_out_here("You signed out of this browser")
-    return saved(
-        lambda: render_sessions("sessions_panel"), url_for("site.account_sessions"), "Session ended"
+    return after_change(
+        url_for("site.account_sessions"),
+        "Session ended",
+        fragment=lambda: render_sessions("sessions_panel"),
     )
 
 
@@ -328,7 +244,9 @@ def account_sessions_revoke_others():
         if ended
         else "No other sessions to sign out"
     )
-    return saved(lambda: render_sessions("sessions_panel"), url_for("site.account_sessions"), toast)
+    return after_change(
+        url_for("site.account_sessions"), toast, fragment=lambda: render_sessions("sessions_panel")
+    )
 
 
 @bp.post("/account/devices/<int:device_id>/forget")
@@ -336,17 +254,17 @@ def account_sessions_revoke_others():
 def account_device_forget(device_id):
     if not ActionForm().validate_on_submit():
         abort(400)
-    db = request_session()
-    here = db.get(UserSession, current_user.session_id)
+    session = request_session()
+    here = session.get(UserSession, current_user.session_id)
     this_browser = here is not None and here.device_id == device_id
-    if not auth.forget_device(db, current_user.id, device_id, actor=current_actor()):
+    if not auth.forget_device(session, current_user.id, device_id, actor=current_actor()):
         abort(404)
     if this_browser:
         response = signed_out_here("This browser was forgotten and signed out")
         response.delete_cookie(DEVICE_COOKIE)
         return response
-    return saved(
-        lambda: render_sessions("sessions_panel"),
+    return after_change(
         url_for("site.account_sessions"),
         "Device forgotten — its sessions ended",
+        fragment=lambda: render_sessions("sessions_panel"),
     )

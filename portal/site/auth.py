@@ -14,7 +14,7 @@ from flask_login import LoginManager, UserMixin, current_user
 
 from portal.auth import staff_access
 from portal.permissions import Permission
-from portal.web import actor_for, current_tenant, request_session
+from portal.web import actor_for, current_tenant, full_page_redirect, request_session
 
 DEVICE_COOKIE = "portal_device"
 # Reachable while MFA enrolment is overdue (besides every endpoint named site.mfa_*).
@@ -165,12 +165,7 @@ def init_login(app: Flask) -> None:
 
     @manager.unauthorized_handler
     def unauthorized():
-        target = url_for("site.sign_in", next=request.full_path.rstrip("?"))
-        if request.headers.get("HX-Request") == "true":
-            response = app.response_class(status=204)
-            response.headers["HX-Redirect"] = target
-            return response
-        return redirect(target)
+        return full_page_redirect(url_for("site.sign_in", next=request.full_path.rstrip("?")))
 
     @app.before_request
     def require_mfa_enrolment():
@@ -188,12 +183,7 @@ def init_login(app: Flask) -> None:
             return None
         if mfa_enrolment_state()[0] != "required":
             return None
-        target = url_for("site.account_security")
-        if request.headers.get("HX-Request") == "true":
-            response = app.response_class(status=204)
-            response.headers["HX-Redirect"] = target
-            return response
-        return redirect(target)
+        return full_page_redirect(url_for("site.account_security"))
 
     @app.context_processor
     def _user():

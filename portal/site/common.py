@@ -1,19 +1,19 @@
 """What several tenant site page modules share: the sign-in throttle, the base URL of links in
-mail, service errors shown on forms, and forgetting a session revoked elsewhere."""
+mail, and forgetting a session revoked elsewhere."""
 
 from __future__ import annotations
 
 import re
 
-from flask import current_app, request, session, url_for
+from flask import current_app, request, url_for
+from flask import session as cookie
 from flask_login import logout_user
 
 from portal.auth.throttle import SignInThrottle
 from portal.queue import queues
 from portal.tenancy.routing import normalise_host
 from portal.tenancy.urls import host_base_url, tenant_base_url
-from portal.validation import InputError
-from portal.web import current_tenant, see_other
+from portal.web import after_change, current_tenant
 
 _HOST = re.compile(r"^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])$")  # a bare host name
 
@@ -35,19 +35,8 @@ def site_base_url() -> str:
     return tenant_base_url(current_tenant(), settings)
 
 
-def attach_error(form, error: InputError, fallback: str | None = None) -> None:
-    """Show a service's error next to the field it names (or `fallback`), else above the form."""
-    field = getattr(form, error.field or "", None) or (
-        getattr(form, fallback) if fallback else None
-    )
-    if field is not None and hasattr(field, "errors"):
-        field.errors = [*field.errors, str(error)]
-    else:
-        form.form_errors.append(str(error))
-
-
 def signed_out_here(toast: str):
     """This browser's session is gone (revoked from the sessions page): forget it here too."""
     logout_user()
-    session.clear()
-    return see_other(url_for("site.sign_in"), toast=toast)
+    cookie.clear()
+    return after_change(url_for("site.sign_in"), toast)

@@ -4,8 +4,8 @@
 parallel: it reads every schema's revision in a handful of UNION ALL queries, skips the schemas
 already at head without opening an Alembic context for them, migrates the rest each in its own
 connection and transaction (so one failure leaves the others untouched), and records the
-outcome on the tenant's platform row. A failed schema stays behind and is picked up again by
-the next run.
+outcome on the tenant's platform row; a run that migrated or failed anything is recorded in the
+platform trail. A failed schema stays behind and is picked up again by the next run.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, select, text, update
 
+from portal.compliance.audit import Actor, AuditAction, record
 from portal.db import (
     PLATFORM_SCHEMA,
     TENANT_PLACEHOLDER,
@@ -181,6 +182,7 @@ def _one_run_at_a_time() -> Iterator[None]:
 
 def migrate_tenants(
     *,
+    actor: Actor | None = None,
     jobs: int = 4,
     canary: int = 0,
     slugs: list[str] | None = None,
@@ -188,9 +190,10 @@ def migrate_tenants(
     on_progress: Callable[[str, str | None, int], None] | None = None,
     lock_timeout: str = "5s",
 ) -> MigrationReport:
-    """Upgrade every tenant schema that is behind head. See the module docstring."""
+    """Upgrade every tenant schema that is behind head, and record the run (`actor`, else the
+    system) unless there was nothing to do. See the module docstring."""
     with _one_run_at_a_time():
-        return _migrate_tenants(
+        report = _migrate_tenants(
             jobs=jobs,
             canary=canary,
             slugs=slugs,
@@ -198,6 +201,19 @@ def migrate_tenants(
             on_progress=on_progress,
             lock_timeout=lock_timeout,
         )
+    if report.migrated or report.failed:
+        with db.platform_scope() as session:
+            record(
+                session,
+                AuditAction.TENANT_MIGRATE,
+                actor=actor or Actor.system("migrations"),
+                detail={
+                    "head": report.head,
+                    "migrated": len(report.migrated),
+                    "failed": sorted(report.failed),
+                },
+            )
+    return report
 
 
 def _migrate_tenants(*, jobs, canary, slugs, script, on_progress, lock_timeout) -> MigrationReport:

@@ -121,10 +121,11 @@ def bootstrap_ddl(schema: str, runtime_role: str | None = None) -> list[str]:
 
 
 def table_guards_ddl(schema: str) -> list[str]:
-    """Per-table rules that the models cannot express: append-only audit, read-only version."""
+    """Per-table rules that the models cannot express: append-only audit and consent records,
+    read-only version."""
     return [
-        *append_only_ddl(schema),
-        f'REVOKE UPDATE, DELETE, TRUNCATE ON "{schema}".audit_entries FROM "{schema}"',
+        *append_only_ddl(schema, "audit_entries"),
+        *append_only_ddl(schema, "consent_records"),
     ]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from portal.accounts import lifecycle
 from portal.accounts.listing import list_users, search_condition, search_query
 from portal.accounts.models import User, UserSession
-from portal.db import TENANT_PLACEHOLDER, db
+from portal.db import TENANT_PLACEHOLDER, db, scope_tenant
 from tests.accounts.support import SYSTEM, make
 
 PEOPLE = [
@@ -33,9 +33,9 @@ def people(tenant):
 
 def found(tenant, q: str) -> set[str]:
     with db.tenant_scope(tenant) as session:
-        page, total = list_users(session, q=q, size=100)
+        page = list_users(session, {"q": q}, size=100)
     emails = {row.email for row in page.rows}
-    assert total == len(emails)
+    assert page.total == len(emails)
     return emails
 
 
@@ -101,7 +101,7 @@ def plan(session, statement) -> str:
     compiled = statement.compile(
         dialect=session.bind.dialect,
         compile_kwargs={"literal_binds": True},
-        schema_translate_map={TENANT_PLACEHOLDER: session.info["tenant"].schema},
+        schema_translate_map={TENANT_PLACEHOLDER: scope_tenant(session).schema},
         render_schema_translate=True,
     )
     return "\n".join(session.scalars(text(f"EXPLAIN {compiled}")))

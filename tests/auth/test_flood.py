@@ -9,16 +9,10 @@ import dataclasses
 import pytest
 
 from portal import passwords
-from portal.auth.flood import (
-    CONSOLE_ENDPOINTS,
-    SITE_ENDPOINTS,
-    RequestLimit,
-    address_group,
-    forget_refused,
-)
+from portal.auth.flood import CODE, HASHING, RequestLimit, address_group, forget_refused, limit_of
 from portal.queue import queues
 from tests.conftest import PASSWORD
-from tests.site.flows_helpers import Site, add_user, normalised
+from tests.site.support import Site, add_user, normalised
 
 LIMIT = 3
 
@@ -152,13 +146,31 @@ def test_the_console_sign_in_is_limited_too(client, make_staff, low_limit, verif
     assert verifications == []
 
 
-def test_the_limited_endpoints_exist(app):
-    """A renamed view would silently escape the limit."""
-    site = app.extensions["portal.tenant_site"]
-    site_endpoints = {rule.endpoint for rule in site.url_map.iter_rules()}
-    assert SITE_ENDPOINTS <= site_endpoints
-    console_endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
-    assert CONSOLE_ENDPOINTS <= console_endpoints
+def marked(app) -> dict[str, str]:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    return {e: limit_of(app, e) for e in sorted(endpoints) if limit_of(app, e)}
+
+
+def test_every_form_that_takes_a_password_or_a_sign_in_code_is_limited(app):
+    """Each view that takes a password (sign-in, registration, reset, invitation, password
+    change, re-entered passwords) or a sign-in code carries its mark through its decorators."""
+    assert marked(app.extensions["portal.tenant_site"]) == {
+        "site.sign_in": HASHING,
+        "site.mfa_verify": CODE,
+        "site.register": HASHING,
+        "site.reset_password": HASHING,
+        "site.invitation": HASHING,
+        "site.account_security": HASHING,
+        "site.mfa_backup_codes": HASHING,
+        "site.mfa_disable": HASHING,
+    }
+    assert marked(app) == {
+        "console.sign_in": HASHING,
+        "console.sign_in_verify": CODE,
+        "console.account_password": HASHING,
+        "console.account_mfa_backup_codes": HASHING,
+        "console.account_mfa_disable": HASHING,
+    }
 
 
 def test_the_window_slides_and_retry_after_is_exact(app):

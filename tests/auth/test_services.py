@@ -20,7 +20,7 @@ from portal.compliance.models import TenantAuditEntry
 from portal.db import db
 from portal.queue import queues
 from tests.conftest import PASSWORD
-from tests.site.flows_helpers import add_user, last_mail, mail_count, now, wait_for_fresh_step
+from tests.site.support import add_user, last_mail, mail_count, now, wait_for_fresh_step
 
 NEW = "a brand new passphrase for tests"
 ADDR = "203.0.113.50"

@@ -4,9 +4,9 @@ from rq import SimpleWorker
 from sqlalchemy import select
 
 from portal.compliance.models import PlatformAuditEntry
-from portal.console.models import StaffSession, StaffUser
 from portal.db import db
 from portal.queue import queues
+from portal.staff.models import StaffSession, StaffUser
 from tests.conftest import PASSWORD, sign_in_staff
 
 HOST = {"Host": "localhost"}
@@ -97,8 +97,8 @@ def test_staff_cannot_deactivate_themselves(client, sign_in_as):
 def test_last_active_platform_admin_cannot_be_demoted(app, make_staff):
     from portal.accounts.validation import AccountError
     from portal.compliance.audit import Actor
-    from portal.console.models import StaffRole
-    from portal.console.services import change_staff_role
+    from portal.staff.members import change_staff_role
+    from portal.staff.models import StaffRole
 
     make_staff("support")
     with db.platform_scope() as session:

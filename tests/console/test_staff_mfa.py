@@ -14,9 +14,9 @@ from sqlalchemy import select
 from portal.auth import second_factor
 from portal.compliance.audit import Actor, AuditAction
 from portal.compliance.models import PlatformAuditEntry
-from portal.console.models import StaffSession, StaffUser
-from portal.console.services import regenerate_staff_backup_codes
 from portal.db import db
+from portal.staff.mfa import regenerate_staff_backup_codes
+from portal.staff.models import StaffSession, StaffUser
 from tests.conftest import PASSWORD, STAFF_TOTP_SECRET, sign_in_staff, staff_code
 
 HOST = {"Host": "localhost"}

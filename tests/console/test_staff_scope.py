@@ -10,9 +10,9 @@ from sqlalchemy import select
 from portal.accounts.validation import AccountError
 from portal.compliance.audit import Actor
 from portal.compliance.models import PlatformAuditEntry
-from portal.console.models import StaffTenant, StaffUser
-from portal.console.services import set_staff_tenants, visible_tenant_ids
 from portal.db import db
+from portal.staff.models import StaffTenant, StaffUser
+from portal.staff.scope import set_staff_tenants, visible_tenant_ids
 
 HOST = {"Host": "localhost"}
 HTMX = {"Host": "localhost", "HX-Request": "true"}

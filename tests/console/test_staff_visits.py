@@ -15,8 +15,8 @@ from sqlalchemy.exc import ProgrammingError
 from portal.accounts.settings import update_security_settings
 from portal.compliance.audit import Actor, AuditAction
 from portal.compliance.models import TenantAuditEntry
-from portal.console.models import StaffSession
 from portal.db import db
+from portal.staff.models import StaffSession
 from tests.conftest import sign_in_staff
 from tests.console.test_tenant_access import CONSOLE, open_tenant, site
 
@@ -92,7 +92,7 @@ def test_a_console_session_deleted_in_the_database_ends_its_visits(client, sign_
 
 
 def test_a_console_session_past_its_absolute_lifetime_ends_its_visits(client, sign_in_as, tenant):
-    from portal.console.services import STAFF_ABSOLUTE_SECONDS
+    from portal.staff.sessions import STAFF_ABSOLUTE_SECONDS
 
     assert STAFF_ABSOLUTE_SECONDS == 12 * 60 * 60  # as platform_access.staff_visit has it
     member = sign_in_as("support")

@@ -133,8 +133,8 @@ def test_signed_out_staff_cannot_open_a_tenant(client, tenant):
 
 
 def test_deactivating_staff_ends_their_open_tenant_visits(client, sign_in_as, make_staff, tenant):
-    from portal.console.models import StaffUser
-    from portal.console.services import deactivate_staff
+    from portal.staff.members import deactivate_staff
+    from portal.staff.models import StaffUser
 
     member = sign_in_as("support")
     client.get(open_tenant(client, tenant), headers=site(tenant))

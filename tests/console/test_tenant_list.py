@@ -1,18 +1,17 @@
-"""The tenants list: keyset pagination both ways, sorting, bad cursors."""
+"""The tenants list: live search, keyset pagination both ways, sorting, bad cursors."""
 
 import re
 
 import pytest
 
-from portal.console import views
-from portal.pagination import _decode, _encode
-
-HOST = {"Host": "localhost"}
+from portal.console import tenants_views
+from portal.pagination import decode_cursor, encode_cursor
+from tests.console.support import HOST, HTMX
 
 
 @pytest.fixture
 def small_pages(monkeypatch):
-    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(tenants_views, "PAGE_SIZE", 2)
 
 
 def names_on(body: str, prefix: str) -> list[str]:
@@ -22,6 +21,19 @@ def names_on(body: str, prefix: str) -> list[str]:
 def link(body: str, label: str) -> str | None:
     match = re.search(rf'<a class="btn[^"]*" href="([^"]+)"[^>]*>{label}</a>', body)
     return match.group(1).replace("&amp;", "&") if match else None
+
+
+def test_live_search_returns_only_the_results_fragment(client, sign_in_as, make_tenant):
+    sign_in_as()
+    wanted = make_tenant(name="Findable Widgets")
+    make_tenant(name="Other Company")
+    response = client.get("/tenants?q=findable", headers=HTMX)
+    body = response.data.decode()
+    assert response.status_code == 200 and body.lstrip().startswith('<div id="results">')
+    assert wanted.slug in body and "Other Company" not in body
+    assert "HX-Request" in response.headers["Vary"]
+    full = client.get("/tenants?q=findable", headers=HOST).data.decode()
+    assert "<html" in full and wanted.slug in full
 
 
 def test_pages_forward_and_back_with_keyset_cursors(client, sign_in_as, make_tenant, small_pages):
@@ -57,7 +69,7 @@ def test_descending_sort_by_creation(client, sign_in_as, make_tenant, small_page
     assert names_on(later, prefix) == [f"{prefix} 0"]
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "e30", _encode(("a", "b", "c")), "%ff%fe"])
+@pytest.mark.parametrize("cursor", ["garbage", "e30", encode_cursor(("a", "b", "c")), "%ff%fe"])
 def test_tampered_cursors_and_sorts_fall_back_to_the_first_page(client, sign_in_as, cursor):
     sign_in_as()
     for params in (f"after={cursor}", f"before={cursor}", "sort=password_hash", "sort=--name"):
@@ -68,7 +80,7 @@ def test_cursor_round_trips_datetimes():
     from datetime import UTC, datetime
 
     value = (datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "acme")
-    assert _decode(_encode(value), 2) == value
+    assert decode_cursor(encode_cursor(value), 2) == value
 
 
 def raw_cursor(text: str) -> str:
@@ -80,9 +92,9 @@ def raw_cursor(text: str) -> str:
 @pytest.mark.parametrize(
     "cursor",
     [
-        _encode(("acme\x00",)),  # PostgreSQL text cannot hold NUL
-        _encode(("active\x00", "acme")),
-        _encode(("Acme", "acme\x00")),
+        encode_cursor(("acme\x00",)),  # PostgreSQL text cannot hold NUL
+        encode_cursor(("active\x00", "acme")),
+        encode_cursor(("Acme", "acme\x00")),
         raw_cursor('["\\udcff"]'),  # a lone surrogate
         raw_cursor('["a", "\\ud800"]'),
         raw_cursor('[{"t": "2026-01-01T00:00:00+00:00"}, "\\u0000"]'),

@@ -3,7 +3,7 @@ services (and the demo's seeding) under slugs of this run, and removed afterward
 
 Three tenants: one full of people (every user status, roles, a tenant-defined role, MFA,
 sessions, devices, sign-in history, pending invitation and reset links, self-registration on,
-an MFA policy in its grace period), one smaller, suspended after seeding, and one deleted in its
+an MFA policy in its grace period, consent purposes of every kind with answers), one smaller, suspended after seeding, and one deleted in its
 grace period. Staff of every role, support limited to two tenants, a deactivated member; mail
 in the outbox; a failed job; platform audit entries of many kinds.
 """
@@ -18,12 +18,14 @@ from sqlalchemy import delete, select
 from portal.accounts import invitations, lifecycle, links, settings
 from portal.accounts.models import Role, TokenPurpose, User, UserStatus
 from portal.auth import services as auth
+from portal.compliance import consent
 from portal.compliance.audit import Actor
-from portal.console import services as staff_services
-from portal.console.models import StaffUser
 from portal.db import db
 from portal.demo import seed_tenant_people
 from portal.mail_models import OutboxMessage
+from portal.staff.members import change_staff_role, create_staff, deactivate_staff
+from portal.staff.models import StaffUser
+from portal.staff.scope import set_staff_tenants
 from portal.tenancy import services as tenancy
 from portal.tenancy.models import Tenant
 from tests.conftest import PASSWORD, purge, unique_slug
@@ -51,6 +53,8 @@ class Realistic:
     outbox_id: int = 0
     failed_job_id: str = ""
     staff_ids: list[int] = field(default_factory=list)
+    consent_purposes: list[str] = field(default_factory=list)  # reworded, archived, required
+    consent_user: int = 0  # a user with consent history, behind on one purpose
 
 
 def build(make_staff) -> Realistic:
@@ -141,6 +145,7 @@ def _people(data: Realistic) -> None:
         }
         # The seed draws MFA at random; a status it did not combine with MFA is left out.
         data.user_pages = {what: i for what, i in data.user_pages.items() if i is not None}
+        _consents(session, data)
         data.mfa_email = session.scalar(
             select(User.email)
             .where(User.status == UserStatus.ACTIVE, User.mfa_enabled_at.is_not(None))
@@ -163,6 +168,43 @@ def _people(data: Realistic) -> None:
         )
 
 
+def _consents(session, data: Realistic) -> None:
+    """Beside the demo's purposes and answers: a reworded purpose (version 2, which the
+    suspended people answered only in version 1) and an archived one."""
+    news = consent.get_purpose(session, "product_news", lock=True)
+    consent.update_purpose(
+        session,
+        news,
+        title=news.title,
+        description=news.description + "\n\nNow also announcements of training sessions.",
+        required=False,
+        lawful_basis=news.lawful_basis,
+        actor=ACTOR,
+    )
+    people = session.execute(
+        select(User.id).where(User.status == UserStatus.ACTIVE).order_by(User.id)
+    ).all()
+    consent.import_answers(
+        session,
+        "product_news",
+        granted=[row.id for i, row in enumerate(people) if i % 3 == 0],
+        withdrawn=[row.id for i, row in enumerate(people) if i % 3],
+        actor=ACTOR,
+    )
+    consent.define_purpose(
+        session,
+        key="partner_offers",
+        title="Offers from partners",
+        description="Partners' offers, sent by us.",
+        actor=ACTOR,
+    )
+    consent.archive_purpose(session, consent.get_purpose(session, "partner_offers"), actor=ACTOR)
+    data.consent_purposes = ["product_news", "partner_offers", "terms"]
+    data.consent_user = session.scalar(  # answered product_news in version 1 only
+        select(User.id).where(User.status == UserStatus.SUSPENDED).order_by(User.id).limit(1)
+    )
+
+
 def _staff(data: Realistic, make_staff) -> None:
     support = make_staff("support")
     compliance = make_staff("compliance")
@@ -172,7 +214,7 @@ def _staff(data: Realistic, make_staff) -> None:
     data.staff_email = support.email
     with db.platform_scope() as session:
         member = session.get(StaffUser, support.id, with_for_update=True)
-        staff_services.set_staff_tenants(
+        set_staff_tenants(
             session,
             member,
             all_tenants=False,
@@ -180,16 +222,12 @@ def _staff(data: Realistic, make_staff) -> None:
             actor=ACTOR,
         )
         other = session.get(StaffUser, compliance.id, with_for_update=True)
-        staff_services.set_staff_tenants(
-            session, other, all_tenants=False, tenant_ids=[data.main.id], actor=ACTOR
-        )
-        staff_services.change_staff_role(
-            session, session.get(StaffUser, leaver.id), "compliance", actor=ACTOR
-        )
-        staff_services.deactivate_staff(session, session.get(StaffUser, leaver.id), actor=ACTOR)
+        set_staff_tenants(session, other, all_tenants=False, tenant_ids=[data.main.id], actor=ACTOR)
+        change_staff_role(session, session.get(StaffUser, leaver.id), "compliance", actor=ACTOR)
+        deactivate_staff(session, session.get(StaffUser, leaver.id), actor=ACTOR)
     # A staff member with a name, as the demo makes them.
     with db.platform_scope() as session:
-        named = staff_services.create_staff(
+        named = create_staff(
             session,
             email=f"dana-{secrets.token_hex(4)}@msp.example",
             name="Dana Whitfield",

@@ -173,6 +173,7 @@ def test_support_staff_open_a_tenant_from_the_console_read_only(
     page.get_by_role("button", name="Sign in").click()
     page.get_by_label("Authentication code").fill(staff_code(member))  # staff MFA
     page.get_by_role("button", name="Verify and sign in").click()
+    expect(page).to_have_url(f"{live_server}/")  # signed in before going on
     page.goto(f"{live_server}/tenants/{tenant.slug}")
     page.get_by_role("button", name="Open Acme Rockets's users (read-only)").click()
     expect(page).to_have_url(f"http://{tenant.slug}.localhost:{port}/users")

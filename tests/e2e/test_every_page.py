@@ -75,6 +75,10 @@ def argument_pages(data: realistic.Realistic) -> dict[tuple[str, str], list[tupl
             ("/roles/compliance_officer", 200),
             (f"/roles/{data.custom_role}", 200),
         ],
+        ("site", "site.consent_purpose"): [
+            (f"/consent/purposes/{key}", 200) for key in data.consent_purposes
+        ],
+        ("site", "site.user_consents"): [(f"/users/{data.consent_user}/consents", 200)],
         ("site", "site.invitation"): [(f"/invitation/{data.invitation_token}", 200)],
         ("site", "site.reset_password"): [(f"/reset-password/{data.reset_token}", 200)],
         # A one-time hand-off that redirects; a used or unknown link is a designed 410 page.
@@ -490,6 +494,10 @@ def _crawl(
             "invite, bad email",
         )
         site.form_error("/roles/new", "main form[method=post]", {"name": ""}, "new role, no name")
+        site.form_error(
+            "/consent/new", "#purpose-form form", {"key": "Not A Key"}, "new purpose, bad key"
+        )
+        site.open_panels("/consent/purposes/product_news")
         site.form_error(
             "/settings/security",
             "#security-settings",

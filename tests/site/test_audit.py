@@ -18,7 +18,7 @@ from portal.compliance.models import TenantAuditEntry
 from portal.db import db
 from portal.permissions import Permission
 from portal.site import audit_views
-from tests.site.conftest import audit_entries, host, htmx
+from tests.site.support import audit_entries, body, host, htmx
 
 STAFF = Actor(type="staff", id="7", label="tech@msp.example", client_addr="192.0.2.7")
 
@@ -31,10 +31,6 @@ def write(tenant, action, *, actor=None, target=None, detail=None, n=1):
     with db.tenant_scope(tenant) as session:
         for _ in range(n):
             record(session, action, actor=actor, target=target, detail=detail)
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def table(html: str) -> str:

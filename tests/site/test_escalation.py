@@ -13,13 +13,10 @@ from sqlalchemy import select
 from portal.accounts import lifecycle, roles
 from portal.accounts.models import Role, User, UserStatus
 from portal.auth import services as auth
-from portal.compliance.audit import Actor
 from portal.db import db
 from portal.mail_models import OutboxMessage
-from tests.site.conftest import host, htmx
-from tests.site.visits import open_tenant
+from tests.site.support import SYSTEM, body, host, htmx, open_tenant, user_row
 
-SYSTEM = Actor.system("test")
 VIEW = "accounts:user:view"
 MANAGE = "accounts:user:manage"
 ROLES_VIEW = "accounts:role:view"
@@ -28,10 +25,6 @@ SECURITY = "auth:settings:manage"
 REVOKE = "auth:session:revoke"
 MFA_RESET = "auth:mfa:reset"
 AUDIT = "compliance:audit:view"
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def make_role(tenant, name, permissions) -> str:
@@ -44,11 +37,6 @@ def make_role(tenant, name, permissions) -> str:
 def roles_of(tenant, user_id) -> list[str]:
     with db.tenant_scope(tenant) as session:
         return roles.user_role_keys(session, user_id)
-
-
-def user_row(tenant, user_id) -> User:
-    with db.tenant_scope(tenant) as session:
-        return session.get(User, user_id)
 
 
 def role_row(tenant, key) -> Role:

@@ -10,12 +10,12 @@ from sqlalchemy import select, update
 from portal.accounts import invitations, lifecycle, settings
 from portal.accounts.models import UserSession, UserToken
 from portal.db import db
-from tests.site.flows_helpers import (
+from tests.site.support import (
     NEW_PASSWORD,
     SYSTEM,
     Site,
     add_user,
-    audit_actions,
+    audit_entries,
     last_mail,
     link_in_mail,
     normalised,
@@ -79,7 +79,9 @@ def test_accepting_signs_in_and_offers_mfa(client, tenant):
         assert (user.status, user.name) == ("active", "Ada Lovelace")
         methods = session.scalars(select(UserSession.method).where(UserSession.user_id == user_id))
         assert list(methods) == ["invitation"]
-    assert {"accounts:user:activate", "auth:user:sign_in"} <= set(audit_actions(tenant, user_id))
+    assert {"accounts:user:activate", "auth:user:sign_in"} <= {
+        e.action for e in audit_entries(tenant, target_id=user_id)
+    }
     site.post("/sign-out")
     assert site.sign_in(invitee(tenant), NEW_PASSWORD).status_code == 303
 
@@ -209,7 +211,7 @@ def test_registration_is_limited_per_email(client, tenant):
     site = Site(client, tenant)
     for _ in range(7):
         assert site.post("/register", {"email": email}).status_code == 200
-    from tests.site.flows_helpers import mail_count
+    from tests.site.support import mail_count
 
     assert mail_count(email) == 5
 

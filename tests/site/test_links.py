@@ -14,7 +14,7 @@ from portal.accounts import invitations, lifecycle, links, settings
 from portal.accounts.models import UserToken
 from portal.db import db
 from portal.tenancy.urls import tenant_base_url
-from tests.site.flows_helpers import (
+from tests.site.support import (
     NEW_PASSWORD,
     SYSTEM,
     Site,

@@ -16,11 +16,11 @@ from portal.auth.throttle import SignInThrottle
 from portal.db import db
 from portal.queue import queues
 from tests.conftest import PASSWORD
-from tests.site.flows_helpers import (
+from tests.site.support import (
     SYSTEM,
     Site,
     add_user,
-    audit_actions,
+    audit_entries,
     code_at,
     enable_mfa,
     forget_last_step,
@@ -76,7 +76,7 @@ def test_right_code_signs_in_with_a_new_session(client, tenant, mfa_user):
     assert site.cookie() != pending
     assert site.get("/account").status_code == 200
     assert session_methods(tenant, user_id) == ["totp"]
-    assert audit_actions(tenant, user_id)[-1] == "auth:user:sign_in"
+    assert audit_entries(tenant, target_id=user_id)[0].action == "auth:user:sign_in"
     site.set_cookie("session", pending)  # the cookie of the pending step signs nobody in
     assert site.get("/account").status_code == 302
 
@@ -89,7 +89,7 @@ def test_wrong_code_is_refused_counted_and_audited(client, tenant, mfa_user):
     response = site.post("/sign-in/verify", {"code": wrong})
     assert response.status_code == 422 and CODE_ERROR in response.data
     assert account_failures(tenant, email) == 1
-    assert audit_actions(tenant, user_id)[-1] == "auth:mfa:failed"
+    assert audit_entries(tenant, target_id=user_id)[0].action == "auth:mfa:failed"
 
 
 def test_missing_code_counts_as_a_failure(client, tenant, mfa_user):
@@ -150,12 +150,12 @@ def test_a_completed_second_step_cannot_be_replayed(client, tenant, mfa_user):
 
 
 def test_pending_sign_in_expires(client, tenant, mfa_user, monkeypatch):
-    from portal.site import views
+    from portal.site import sign_in_views
 
     _, email, secret, _ = mfa_user
     site = Site(client, tenant)
     site.sign_in(email)
-    monkeypatch.setattr(views, "MFA_PENDING_SECONDS", -1)
+    monkeypatch.setattr(sign_in_views, "MFA_PENDING_SECONDS", -1)
     response = site.post("/sign-in/verify", {"code": code_at(secret)})
     assert response.status_code == 303 and response.location == "/sign-in"
     assert site.get("/").status_code == 302
@@ -211,7 +211,7 @@ def test_backup_code_works_once(client, tenant, mfa_user):
     assert response.status_code == 303
     assert "Backup code used — 9 left" in site.get(response.location).get_data(as_text=True)
     assert session_methods(tenant, user_id) == ["backup_code"]
-    assert "auth:mfa:backup_code_used" in audit_actions(tenant, user_id)
+    assert audit_entries(tenant, "auth:mfa:backup_code_used", user_id)
     site.post("/sign-out")
     again = site.sign_in(email, code=codes[0])
     assert again.status_code == 422 and CODE_ERROR in again.data
@@ -276,7 +276,7 @@ def test_enrolment_shows_qr_and_key_then_ten_backup_codes_once(client, tenant):
     assert done.status_code == 200
     codes = backup_codes_on(done)
     assert len(codes) == 10 and len(set(codes)) == 10
-    assert "auth:mfa:enrol" in audit_actions(tenant, user_id)
+    assert audit_entries(tenant, "auth:mfa:enrol", user_id)
     after = site.get("/account/security")
     assert b"10 backup codes left" in after.data and codes[0].encode() not in after.data
     assert b'id="mfa-secret"' not in after.data
@@ -318,7 +318,7 @@ def test_regenerating_backup_codes_needs_the_password_and_voids_the_old_ones(
     assert response.status_code == 200
     new_codes = backup_codes_on(response)
     assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
-    assert "auth:mfa:backup_codes" in audit_actions(tenant, user_id)
+    assert audit_entries(tenant, "auth:mfa:backup_codes", user_id)
     site.post("/sign-out")
     assert site.sign_in(email, code=old_codes[1]).status_code == 422
     assert site.post("/sign-in/verify", {"code": new_codes[0]}).status_code == 303
@@ -332,7 +332,7 @@ def test_turning_mfa_off_needs_the_password(client, tenant, mfa_user):
     assert wrong.status_code == 422 and b"That is not your password." in wrong.data
     done = site.post("/account/mfa/disable", {"disable-password": PASSWORD})
     assert done.status_code == 303
-    assert "auth:mfa:disable" in audit_actions(tenant, user_id)
+    assert audit_entries(tenant, "auth:mfa:disable", user_id)
     site.post("/sign-out")
     assert site.sign_in(email).location == "/"
 
@@ -453,7 +453,7 @@ def test_signed_out_visitors_cannot_enrol(client, tenant):
 
 def test_a_password_change_between_the_steps_voids_the_pending_sign_in(client, tenant, mfa_user):
     from portal.auth import services as auth
-    from tests.site.flows_helpers import NEW_PASSWORD
+    from tests.site.support import NEW_PASSWORD
 
     user_id, email, secret, _ = mfa_user
     site = Site(client, tenant)

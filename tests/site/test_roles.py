@@ -7,18 +7,12 @@ from sqlalchemy import select
 
 from portal.accounts import roles
 from portal.accounts.models import Role
-from portal.compliance.audit import Actor, AuditAction
+from portal.compliance.audit import AuditAction
 from portal.db import db
-from tests.site.conftest import audit_entries, host
-from tests.site.visits import open_tenant
+from tests.site.support import SYSTEM, audit_entries, body, host, open_tenant
 
-SYSTEM = Actor.system("test")
 VIEW = "accounts:user:view"
 RESET = "auth:mfa:reset"
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def make_role(tenant, name="Help desk", permissions=(VIEW, RESET)) -> str:

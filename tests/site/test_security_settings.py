@@ -11,7 +11,7 @@ import pytest
 from portal.accounts import settings
 from portal.compliance.audit import AuditAction
 from portal.db import db
-from tests.site.conftest import audit_entries, host, htmx
+from tests.site.support import audit_entries, body, host, htmx
 
 DEFAULTS = {
     "mfa_policy": "off",
@@ -20,10 +20,6 @@ DEFAULTS = {
     "absolute_timeout_minutes": "720",
     "password_min_length": "12",
 }
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
 
 
 def settings_of(tenant):

@@ -7,19 +7,15 @@ from sqlalchemy import select
 
 from portal.accounts.models import Device, UserSession
 from portal.db import db
-from tests.site.flows_helpers import Site, add_user, audit_actions, session_count
-
-FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+from tests.site.support import (
+    FIREFOX,
+    IPHONE,
+    Site,
+    add_user,
+    audit_entries,
+    browser,
+    session_count,
 )
-
-
-def browser(client, tenant, agent, addr):
-    site = Site(client.application.test_client(), tenant, addr=addr)
-    site.client.environ_base["HTTP_USER_AGENT"] = agent
-    return site
 
 
 def sessions_of(tenant, user_id):
@@ -38,8 +34,8 @@ def devices_of(tenant, user_id):
 
 def two_browsers(client, tenant):
     user_id, email = add_user(tenant)
-    laptop = browser(client, tenant, FIREFOX, "198.51.100.41")
-    phone = browser(client, tenant, IPHONE, "198.51.100.42")
+    laptop = browser(client, tenant, agent=FIREFOX, addr="198.51.100.41")
+    phone = browser(client, tenant, agent=IPHONE, addr="198.51.100.42")
     laptop.sign_in(email)
     phone.sign_in(email)
     return user_id, laptop, phone
@@ -63,7 +59,7 @@ def test_ending_another_session_signs_that_browser_out(client, tenant):
     assert response.status_code == 303 and response.location == "/account/sessions"
     assert phone.get("/account").status_code == 302
     assert laptop.get("/account").status_code == 200
-    assert audit_actions(tenant, user_id)[-1] == "auth:session:revoke"
+    assert audit_entries(tenant, target_id=user_id)[0].action == "auth:session:revoke"
 
 
 def test_ending_this_session_signs_out_here(client, tenant):
@@ -77,7 +73,7 @@ def test_ending_this_session_signs_out_here(client, tenant):
 
 def test_sign_out_everywhere_else_keeps_only_this_browser(client, tenant):
     user_id, laptop, phone = two_browsers(client, tenant)
-    third = browser(client, tenant, FIREFOX, "198.51.100.43")
+    third = browser(client, tenant, agent=FIREFOX, addr="198.51.100.43")
     third.sign_in(sessions_of(tenant, user_id)[0].user.email)
     response = laptop.post("/account/sessions/revoke-others")
     assert response.status_code == 303
@@ -132,12 +128,12 @@ def test_someone_elses_device_cannot_be_forgotten(client, tenant):
 
 def test_a_known_device_is_recognised_at_the_next_sign_in(client, tenant):
     user_id, email = add_user(tenant)
-    laptop = browser(client, tenant, FIREFOX, "198.51.100.44")
+    laptop = browser(client, tenant, agent=FIREFOX, addr="198.51.100.44")
     laptop.sign_in(email)
     laptop.post("/sign-out")
     laptop.sign_in(email)
     assert len(devices_of(tenant, user_id)) == 1
-    assert audit_actions(tenant, user_id).count("auth:device:new") == 1
+    assert len(audit_entries(tenant, "auth:device:new", user_id)) == 1
 
 
 def test_revoking_over_htmx_answers_with_the_panel(client, tenant):

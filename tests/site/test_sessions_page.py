@@ -16,28 +16,17 @@ from portal.accounts.models import User, UserSession
 from portal.auth import services as auth
 from portal.db import db
 from portal.site import sessions_views
-from tests.site.flows_helpers import (
+from tests.site.support import (
+    FIREFOX,
+    IPHONE,
     SYSTEM,
-    Site,
     add_user,
-    audit_actions,
+    audit_entries,
     backdate_sessions,
+    browser,
     now,
     session_count,
 )
-
-FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-IPHONE = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
-)
-
-
-def browser(client, tenant, *, agent=FIREFOX, addr="198.51.100.30") -> Site:
-    """A browser of its own (separate cookies) on `tenant`'s site."""
-    site = Site(client.application.test_client(), tenant, addr=addr)
-    site.client.environ_base["HTTP_USER_AGENT"] = agent
-    return site
 
 
 def signed_in(client, tenant, roles=(), *, name="", agent=FIREFOX, addr="198.51.100.30"):
@@ -310,7 +299,7 @@ def test_revoking_a_session_signs_that_user_out_at_their_next_request(client, te
     following = ben_site.get("/account")
     assert following.status_code == 302 and "/sign-in" in following.location
     assert session_count(tenant, ben_id) == 0
-    assert audit_actions(tenant, ben_id)[-1] == "auth:session:revoke"
+    assert audit_entries(tenant, target_id=ben_id)[0].action == "auth:session:revoke"
     html = admin_site.get("/sessions").get_data(as_text=True)
     assert ben_id not in listed(html) and f"Session of {ben_email} revoked" in html
 
@@ -339,7 +328,7 @@ def test_revoking_your_own_session_signs_you_out(client, tenant, office):
     response = admin_site.post(f"/sessions/{mine}/revoke")
     assert response.status_code == 303 and response.location == "/sign-in"
     assert admin_site.get("/sessions").status_code == 302
-    assert audit_actions(tenant, admin_id)[-1] == "auth:session:revoke"
+    assert audit_entries(tenant, target_id=admin_id)[0].action == "auth:session:revoke"
 
 
 def test_another_tenants_session_id_returns_404(client, tenant, make_tenant, office):
@@ -387,8 +376,8 @@ def test_bulk_revoke_signs_the_selected_users_out(client, tenant, office):
     assert ben_site.get("/account").status_code == 302
     assert cleo_site.get("/account").status_code == 302
     assert admin_site.get("/account").status_code == 200
-    assert audit_actions(tenant, ben_id)[-1] == "auth:session:revoke"
-    assert audit_actions(tenant, cleo_id)[-1] == "auth:session:revoke"
+    assert audit_entries(tenant, target_id=ben_id)[0].action == "auth:session:revoke"
+    assert audit_entries(tenant, target_id=cleo_id)[0].action == "auth:session:revoke"
 
 
 def test_bulk_revoke_with_htmx_returns_the_list_and_a_toast(client, tenant, office):

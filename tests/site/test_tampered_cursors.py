@@ -7,15 +7,15 @@ import base64
 
 import pytest
 
-from portal.pagination import _encode
-from tests.site.conftest import host
+from portal.pagination import encode_cursor
+from tests.site.support import host
 
 HOSTILE = [
-    _encode((5, "abc")),  # a number where the sort key is text, text where it is a number
-    _encode(("a", 2**70)),  # beyond bigint
-    _encode(("a", True)),  # a boolean for a number
-    _encode(("a", 1.5)),  # a float for an integer id
-    _encode(({"t": "not a time"},)),  # wrong width and a bad time
+    encode_cursor((5, "abc")),  # a number where the sort key is text, text where it is a number
+    encode_cursor(("a", 2**70)),  # beyond bigint
+    encode_cursor(("a", True)),  # a boolean for a number
+    encode_cursor(("a", 1.5)),  # a float for an integer id
+    encode_cursor(({"t": "not a time"},)),  # wrong width and a bad time
 ]
 
 
@@ -51,7 +51,7 @@ def raw_cursor(text: str) -> str:
 
 # Values that reached PostgreSQL before and made it fail (500), each now the first page.
 REACHED_THE_DATABASE = [
-    _encode(("a\x00b", 1)),  # PostgreSQL text cannot hold NUL
+    encode_cursor(("a\x00b", 1)),  # PostgreSQL text cannot hold NUL
     raw_cursor('["\\ud800", 1]'),  # a lone surrogate cannot be encoded for the database
     raw_cursor('["a", 1e999]'),  # infinity
     raw_cursor('["a", NaN]'),
@@ -62,15 +62,15 @@ REACHED_THE_DATABASE = [
 ]
 # The last-sign-in sort names its segment in front: "n." (never signed in) or "d." (dated).
 LAST_SIGN_IN = [
-    "n." + _encode((True,)),  # a boolean where the id belongs
-    "d." + _encode(({"t": "2026-01-01T00:00:00+00:00"}, False)),
-    "n." + _encode((2**70,)),  # beyond bigint
-    "d." + _encode(({"t": "2026-01-01T00:00:00+00:00"}, -(2**70))),
-    "n." + _encode(("1",)),  # text where the id belongs
-    "d." + _encode(("2026-01-01", 1)),  # text where the time belongs
-    "n." + _encode(("\x00",)),
+    "n." + encode_cursor((True,)),  # a boolean where the id belongs
+    "d." + encode_cursor(({"t": "2026-01-01T00:00:00+00:00"}, False)),
+    "n." + encode_cursor((2**70,)),  # beyond bigint
+    "d." + encode_cursor(({"t": "2026-01-01T00:00:00+00:00"}, -(2**70))),
+    "n." + encode_cursor(("1",)),  # text where the id belongs
+    "d." + encode_cursor(("2026-01-01", 1)),  # text where the time belongs
+    "n." + encode_cursor(("\x00",)),
     "d." + raw_cursor('[{"t": "2026-01-01T00:00:00\\u0000"}, 1]'),
-    "x." + _encode((1,)),  # an unknown segment
+    "x." + encode_cursor((1,)),  # an unknown segment
     "n.",
     ".",
 ]

@@ -11,20 +11,9 @@ from sqlalchemy import select, update
 from portal.accounts import invitations, lifecycle, roles
 from portal.accounts.models import BackupCode, Device, User, UserSession
 from portal.auth import services as auth
-from portal.compliance.audit import Actor, AuditAction
+from portal.compliance.audit import AuditAction
 from portal.db import db
-from tests.site.conftest import audit_entries, host, htmx
-
-SYSTEM = Actor.system("test")
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def reload(tenant, user_id) -> User:
-    with db.tenant_scope(tenant) as session:
-        return session.get(User, user_id)
+from tests.site.support import SYSTEM, audit_entries, body, host, htmx, user_row
 
 
 def sessions_of(tenant, user_id) -> list[UserSession]:
@@ -69,7 +58,7 @@ def test_signed_out_user_page_redirects_to_sign_in(client, tenant, target):
     assert response.headers["Location"] == f"/sign-in?next=/users/{target.id}"
     response = client.post(f"/users/{target.id}/delete", headers=host(tenant))
     assert response.status_code == 302
-    assert reload(tenant, target.id).status == "active"
+    assert user_row(tenant, target.id).status == "active"
 
 
 def test_signed_out_htmx_request_is_sent_to_sign_in(client, tenant, target):
@@ -96,11 +85,11 @@ def test_another_tenants_user_is_404(client, make_tenant, tenant, site_user, adm
     other = make_tenant()
     for _ in range(5):
         stranger = site_user(other)
-    assert reload(tenant, stranger.id) is None
+    assert user_row(tenant, stranger.id) is None
     assert client.get(f"/users/{stranger.id}", headers=host(tenant)).status_code == 404
     response = client.post(f"/users/{stranger.id}/{path}", data=data, headers=host(tenant))
     assert response.status_code == 404
-    assert reload(other, stranger.id).status == "active"
+    assert user_row(other, stranger.id).status == "active"
 
 
 @pytest.mark.parametrize("user_id", ["0", "99999999999999", "-1", "abc"])
@@ -174,7 +163,7 @@ def test_admin_edits_name_and_email(client, tenant, target, admin):
     )
     assert response.status_code == 303
     assert response.headers["Location"] == f"/users/{target.id}"
-    user = reload(tenant, target.id)
+    user = user_row(tenant, target.id)
     assert (user.name, user.email) == ("Wile E. Coyote", "coyote@rockets.example")
     [entry] = audit_entries(tenant, AuditAction.USER_UPDATE, target.id)
     assert entry.detail == {"fields": ["email", "name"]} and entry.actor_id == str(admin.id)
@@ -205,7 +194,7 @@ def test_bad_profile_input_is_422_next_to_the_field(client, tenant, target, admi
     response = client.post(f"/users/{target.id}/profile", data=data, headers=htmx(tenant))
     assert response.status_code == 422
     assert message in body(response) and 'aria-invalid="true"' in body(response)
-    assert reload(tenant, target.id).email == target.email
+    assert user_row(tenant, target.id).email == target.email
 
 
 def test_profile_email_taken_by_someone_else_is_refused(client, tenant, target, admin):
@@ -251,7 +240,7 @@ def test_suspend_needs_a_reason(client, tenant, target, admin):
     )
     assert response.status_code == 422
     assert "Say why" in body(response)
-    assert reload(tenant, target.id).status == "active"
+    assert user_row(tenant, target.id).status == "active"
 
 
 def test_suspend_ends_sessions_and_is_audited(client, tenant, target, target_browser, admin):
@@ -259,7 +248,7 @@ def test_suspend_ends_sessions_and_is_audited(client, tenant, target, target_bro
         f"/users/{target.id}/suspend", data={"reason": "Left the company"}, headers=host(tenant)
     )
     assert response.status_code == 303
-    user = reload(tenant, target.id)
+    user = user_row(tenant, target.id)
     assert (user.status, user.status_reason) == ("suspended", "Left the company")
     assert not sessions_of(tenant, target.id)
     assert target_browser.get("/", headers=host(tenant)).status_code == 302
@@ -287,7 +276,7 @@ def test_admin_cannot_suspend_or_delete_themselves(client, tenant, admin):
     response = client.post(f"/users/{admin.id}/delete", headers=host(tenant))
     assert response.status_code == 422
     assert "You cannot delete yourself." in body(response)
-    assert reload(tenant, admin.id).status == "active"
+    assert user_row(tenant, admin.id).status == "active"
 
 
 def test_reactivate_a_suspended_user(client, tenant, target, admin):
@@ -295,18 +284,18 @@ def test_reactivate_a_suspended_user(client, tenant, target, admin):
         lifecycle.suspend_user(session, lifecycle.get_user(session, target.id), actor=SYSTEM)
     response = client.post(f"/users/{target.id}/reactivate", headers=host(tenant))
     assert response.status_code == 303
-    assert reload(tenant, target.id).status == "active"
+    assert user_row(tenant, target.id).status == "active"
     assert audit_entries(tenant, AuditAction.USER_REACTIVATE, target.id)
 
 
 def test_delete_then_restore_within_grace(client, tenant, target, admin):
     assert client.post(f"/users/{target.id}/delete", headers=host(tenant)).status_code == 303
-    assert reload(tenant, target.id).status == "deleted"
+    assert user_row(tenant, target.id).status == "deleted"
     assert audit_entries(tenant, AuditAction.USER_DELETE, target.id)
     page = body(client.get(f"/users/{target.id}", headers=host(tenant)))
     assert "Restorable until" in page and "Restore wile@rockets.example" in page
     assert client.post(f"/users/{target.id}/restore", headers=host(tenant)).status_code == 303
-    assert reload(tenant, target.id).status == "active"
+    assert user_row(tenant, target.id).status == "active"
     assert audit_entries(tenant, AuditAction.USER_RESTORE, target.id)
 
 
@@ -323,7 +312,7 @@ def test_restore_after_the_grace_period_is_refused(client, tenant, target, admin
     response = client.post(f"/users/{target.id}/restore", headers=htmx(tenant))
     assert response.status_code == 422
     assert "more than 30 days ago" in body(response)
-    assert reload(tenant, target.id).status == "deleted"
+    assert user_row(tenant, target.id).status == "deleted"
 
 
 def test_resend_invitation_to_an_invited_user(client, tenant, admin):
@@ -428,7 +417,7 @@ def test_reset_mfa_turns_it_off_and_is_audited(client, tenant, target, admin):
     response = client.post(f"/users/{target.id}/mfa/reset", headers=htmx(tenant))
     assert response.status_code == 200
     assert "<strong>Off</strong>" in body(response)
-    user = reload(tenant, target.id)
+    user = user_row(tenant, target.id)
     assert user.mfa_enabled_at is None and user.mfa_secret is None
     assert audit_entries(tenant, AuditAction.MFA_RESET, target.id)
 
@@ -437,7 +426,7 @@ def test_reset_mfa_needs_the_permission(client, tenant, site_user, sign_in_site,
     give_mfa(tenant, target.id)
     sign_in_site(tenant, site_user(tenant, ["compliance_officer"]))
     assert client.post(f"/users/{target.id}/mfa/reset", headers=host(tenant)).status_code == 403
-    assert reload(tenant, target.id).mfa_enabled_at is not None
+    assert user_row(tenant, target.id).mfa_enabled_at is not None
 
 
 def test_user_page_post_without_csrf_token_is_refused(app, client, tenant, target, admin):
@@ -451,4 +440,4 @@ def test_user_page_post_without_csrf_token_is_refused(app, client, tenant, targe
         assert response.status_code == 400
     finally:
         app.config["WTF_CSRF_ENABLED"] = False
-    assert reload(tenant, target.id).status == "active"
+    assert user_row(tenant, target.id).status == "active"

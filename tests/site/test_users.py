@@ -11,17 +11,11 @@ from sqlalchemy import select, update
 
 from portal.accounts import lifecycle, listing, roles
 from portal.accounts.models import User, UserRole, UserSession
-from portal.compliance.audit import Actor, AuditAction
+from portal.compliance.audit import AuditAction
 from portal.db import db
 from portal.mail_models import OutboxMessage
 from portal.tenancy.urls import tenant_base_url
-from tests.site.conftest import audit_entries, host, htmx
-
-SYSTEM = Actor.system("test")
-
-
-def body(response) -> str:
-    return response.get_data(as_text=True)
+from tests.site.support import SYSTEM, audit_entries, body, host, htmx
 
 
 def set_columns(tenant, user_id, **values):
@@ -208,14 +202,15 @@ def walk(session, sort, size=2, **filters):
     """Every row, by following Next from the first page; then back again with Previous."""
     pages, after = [], None
     while True:
-        page, total = listing.list_users(session, sort=sort, after=after, size=size, **filters)
+        page = listing.list_users(session, {"sort": sort, "after": after, **filters}, size=size)
+        total = page.total
         pages.append([row.id for row in page.rows])
         if not page.next_cursor:
             break
         after = page.next_cursor
     back, before = [pages[-1]], page.prev_cursor
     while before:
-        page, _ = listing.list_users(session, sort=sort, before=before, size=size, **filters)
+        page = listing.list_users(session, {"sort": sort, "before": before, **filters}, size=size)
         back.append([row.id for row in page.rows])
         before = page.prev_cursor
     return pages, back[::-1], total
@@ -266,8 +261,8 @@ def test_next_link_reaches_the_second_page(client, tenant, site_user, admin):
     for i in range(3):
         site_user(tenant, email=f"bulk{i}@example.com")
     with db.tenant_scope(tenant) as session:
-        page, total = listing.list_users(session, size=2)
-    assert total == 4 and page.next_cursor
+        page = listing.list_users(session, {}, size=2)
+    assert page.total == 4 and page.next_cursor
     response = client.get(f"/users?after={page.next_cursor}", headers=host(tenant))
     assert response.status_code == 200
     assert "bulk2@example.com" in body(response) and "bulk1@example.com" not in body(response)

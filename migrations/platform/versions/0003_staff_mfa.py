@@ -36,7 +36,7 @@ AS $$
     WHERE s.id = p_session_id
       AND s.staff_id = p_staff_id
       AND u.active
-      -- the console's absolute session lifetime (portal/console/services.py)
+      -- the console's absolute session lifetime (portal/staff/sessions.py)
       AND s.created_at > now() - interval '12 hours'
       AND (
           u.role = 'platform_admin'

@@ -11,12 +11,29 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from portal.tenancy.services import table_guards_ddl
-
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+def append_only_ddl(schema: str) -> list[str]:
+    """The audit table's append-only guard as this revision made it. Written out here, not
+    imported: a migration must keep doing what it did when later code changes."""
+    return [
+        f"""CREATE FUNCTION "{schema}".audit_entries_append_only() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'audit entries are append-only'
+                    USING ERRCODE = 'insufficient_privilege', DETAIL = TG_OP || ' refused';
+            END $$""",
+        f"""CREATE TRIGGER audit_entries_append_only
+            BEFORE UPDATE OR DELETE ON "{schema}".audit_entries
+            FOR EACH ROW EXECUTE FUNCTION "{schema}".audit_entries_append_only()""",
+        f"""CREATE TRIGGER audit_entries_no_truncate
+            BEFORE TRUNCATE ON "{schema}".audit_entries
+            FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".audit_entries_append_only()""",
+    ]
 
 
 def upgrade() -> None:
@@ -136,8 +153,9 @@ def upgrade() -> None:
     )
     # ### end Alembic commands ###
     schema = op.get_context().version_table_schema
-    for statement in table_guards_ddl(schema):
+    for statement in append_only_ddl(schema):
         op.execute(statement)
+    op.execute(f'REVOKE UPDATE, DELETE, TRUNCATE ON "{schema}".audit_entries FROM "{schema}"')
     op.execute(f'REVOKE ALL ON "{schema}".alembic_version FROM "{schema}"')
 
 

@@ -1,4 +1,5 @@
-"""MSP staff accounts and their server-side sessions (platform schema)."""
+"""MSP staff accounts, their backup codes, server-side sessions and assigned tenants (platform
+schema)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ passwords, invitations and self-registration. (A suspended tenant's notice: blue
 
 Sign-in rules kept here (A3–A5):
 - Every refusal of the password step (unknown account, wrong password, suspended user, throttled
-  or locked, even with the right password) is the same 422 page; its audit entry is committed
-  before answering, since the request's transaction rolls back on a 4xx.
+  or locked, even with the right password) is the same 422 page; its audit entry is kept
+  (`record(..., keep=True)`) and written again after the 4xx rolls the request back.
 - A user with MFA is not signed in by the password: the Flask session (a signed cookie) holds
   who passed it, when, and where to go next, for five minutes; /sign-in/verify asks for the code.
   Wrong or missing codes count as failed sign-ins; after a few the pending state is dropped.
@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import time
 
-from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask import abort, current_app, flash, redirect, request, url_for
+from flask import session as cookie
 from flask_login import current_user, login_user, logout_user
 
 from portal.accounts import invitations, lifecycle, links, validation
 from portal.accounts.models import TokenPurpose, User, UserStatus
-from portal.auth import pending, staff_access
+from portal.auth import flood, pending, staff_access
 from portal.auth import services as auth
 from portal.auth.forms import (
     ForgotPasswordForm,
@@ -35,6 +36,7 @@ from portal.auth.forms import (
     SecondFactorForm,
     SignInForm,
 )
+from portal.forms import attach_error
 from portal.queue import queues
 from portal.site.auth import (
     DEVICE_COOKIE,
@@ -44,10 +46,11 @@ from portal.site.auth import (
     tenant_settings,
 )
 from portal.site.blueprint import bp
-from portal.site.common import attach_error, sign_in_throttle, site_base_url
+from portal.site.common import sign_in_throttle, site_base_url
 from portal.validation import InputError
 from portal.web import (
     actor_for,
+    after_change,
     client_addr,
     current_tenant,
     local_path,
@@ -77,10 +80,10 @@ def safe_next(target: str | None) -> str:
 def finish_sign_in(user: User, *, method: str, target: str, toast: str | None = None):
     """Sign `user` in: empty the Flask session (nothing from before sign-in survives it), start a
     server-side session with a new token, remember the device, and go to `target`."""
-    db = request_session()
-    session.clear()
+    session = request_session()
+    cookie.clear()
     started = auth.start_user_session(
-        db,
+        session,
         user,
         actor=actor_for("user", user.id, user.email),
         user_agent=request.user_agent.string,
@@ -88,7 +91,7 @@ def finish_sign_in(user: User, *, method: str, target: str, toast: str | None = 
         method=method,
     )
     login_user(SignedInUser(started.token, started.row.id, user))
-    response = see_other(target, toast=toast)
+    response = after_change(target, toast)
     response.set_cookie(
         DEVICE_COOKIE,
         started.device_token,
@@ -139,24 +142,28 @@ def sign_in_page(form, *, error: str | None = None, status: int = 200):
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
+@flood.hashes_password
 def sign_in():
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")))
     form = SignInForm()
     if not form.validate_on_submit():
         return sign_in_page(form, status=422 if request.method == "POST" else 200)
-    db = request_session()
+    session = request_session()
     user = auth.check_password_step(
-        db, form.email.data, form.password.data, actor=current_actor(), throttle=sign_in_throttle()
+        session,
+        form.email.data,
+        form.password.data,
+        actor=current_actor(),
+        throttle=sign_in_throttle(),
     )
     target = safe_next(request.args.get("next"))
     if user is None:
-        db.commit()  # keep the failed-attempt audit entry
         return sign_in_page(form, error=SIGN_IN_ERROR, status=422)
     if not user.mfa_enabled:
         return finish_sign_in(user, method="password", target=target)
-    session.clear()
-    session.update(
+    cookie.clear()
+    cookie.update(
         mfa_user=user.id,
         mfa_at=int(time.time()),
         mfa_password=password_stamp(user),
@@ -177,37 +184,38 @@ def password_stamp(user: User) -> str:
 def pending_user_id() -> int | None:
     """Who passed the password step in this browser less than five minutes ago, if anyone,
     and whose step the server has not ended (too many wrong codes, or completed)."""
-    user_id, at = session.get("mfa_user"), session.get("mfa_at")
+    user_id, at = cookie.get("mfa_user"), cookie.get("mfa_at")
     if not isinstance(user_id, int) or not isinstance(at, int):
         return None
     if not 0 <= time.time() - at <= MFA_PENDING_SECONDS:
         return None
-    if not pending.is_open(queues.redis, session.get("mfa_pending"), user_id):
+    if not pending.is_open(queues.redis, cookie.get("mfa_pending"), user_id):
         return None
     return user_id
 
 
 def drop_pending() -> None:
     """End the pending step, on the server too (every copy of the cookie stops working)."""
-    pending.end(queues.redis, session.get("mfa_pending"))
+    pending.end(queues.redis, cookie.get("mfa_pending"))
     for key in ("mfa_user", "mfa_at", "mfa_password", "mfa_pending", "next"):
-        session.pop(key, None)
+        cookie.pop(key, None)
 
 
 @bp.route("/sign-in/verify", methods=["GET", "POST"])
+@flood.checks_code
 def mfa_verify():
     if current_user.is_authenticated:
         return redirect(url_for("site.home"))
     user_id = pending_user_id()
-    db = request_session()
-    user = lifecycle.get_user(db, user_id) if user_id is not None else None
+    session = request_session()
+    user = lifecycle.get_user(session, user_id) if user_id is not None else None
     if (
         user is None
         or user.status != UserStatus.ACTIVE
         or not user.mfa_enabled
-        or session.get("mfa_password") != password_stamp(user)
+        or cookie.get("mfa_password") != password_stamp(user)
     ):
-        if "mfa_user" in session:
+        if "mfa_user" in cookie:
             drop_pending()
             flash("Your sign-in timed out. Sign in again.", "danger")
         return see_other(url_for("site.sign_in"))
@@ -215,11 +223,14 @@ def mfa_verify():
     if not form.is_submitted():
         return render_page("site/sign_in_mfa.html", form=form, error=None)
     method = auth.check_second_factor(
-        db, user, (form.code.data or "")[:64], actor=current_actor(), throttle=sign_in_throttle()
+        session,
+        user,
+        (form.code.data or "")[:64],
+        actor=current_actor(),
+        throttle=sign_in_throttle(),
     )
     if method is None:
-        db.commit()  # keep the audit entry (and the throttle has counted the failure)
-        if not pending.failed(queues.redis, session["mfa_pending"], attempts=MFA_ATTEMPTS):
+        if not pending.failed(queues.redis, cookie["mfa_pending"], attempts=MFA_ATTEMPTS):
             drop_pending()
             flash("That code is not right, too many times. Sign in again.", "danger")
             return see_other(url_for("site.sign_in"))
@@ -227,10 +238,10 @@ def mfa_verify():
         return render_page("site/sign_in_mfa.html", form=form, error=CODE_ERROR, status=422)
     toast = None
     if method == "backup_code":
-        left = auth.backup_codes_left(db, user.id)
+        left = auth.backup_codes_left(session, user.id)
         toast = f"Backup code used — {left} left"
-    pending.end(queues.redis, session.get("mfa_pending"))  # a pending step completes once
-    return finish_sign_in(user, method=method, target=safe_next(session.get("next")), toast=toast)
+    pending.end(queues.redis, cookie.get("mfa_pending"))  # a pending step completes once
+    return finish_sign_in(user, method=method, target=safe_next(cookie.get("next")), toast=toast)
 
 
 @bp.post("/sign-out")
@@ -241,7 +252,7 @@ def sign_out():
         else:
             auth.end_user_session(request_session(), current_user.token, actor=current_actor())
         logout_user()
-    session.clear()
+    cookie.clear()
     return see_other(url_for("site.sign_in"))
 
 
@@ -263,21 +274,22 @@ def forgot_password():
 
 
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])
+@flood.hashes_password
 def reset_password(token):
-    db = request_session()
-    if not auth.reset_token_valid(db, token):
+    session = request_session()
+    if not auth.reset_token_valid(session, token):
         return link_invalid("password_reset")
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
-            user = auth.reset_password(db, token, form.password.data, actor=current_actor())
+            user = auth.reset_password(session, token, form.password.data, actor=current_actor())
         except InputError as error:
             attach_error(form, error, "password")
         else:
             if user is None:
                 return link_invalid("password_reset")
-            return see_other(
-                url_for("site.sign_in"), toast="Password changed — sign in with your new password"
+            return after_change(
+                url_for("site.sign_in"), "Password changed — sign in with your new password"
             )
     status = 422 if request.method == "POST" else 200
     response = render_page("site/reset_password.html", form=form, status=status)
@@ -289,16 +301,17 @@ def reset_password(token):
 
 
 @bp.route("/invitation/<token>", methods=["GET", "POST"])
+@flood.hashes_password
 def invitation(token):
-    db = request_session()
-    invited = links.redeem_token(db, token, TokenPurpose.INVITATION, consume=False)
+    session = request_session()
+    invited = links.redeem_token(session, token, TokenPurpose.INVITATION, consume=False)
     if invited is None or invited.status != UserStatus.INVITED:
         return link_invalid("invitation")
     form = InvitationForm(name=invited.name)
     if form.validate_on_submit():
         try:
             user = invitations.accept_invitation(
-                db,
+                session,
                 token,
                 password=form.password.data,
                 name=form.name.data or "",
@@ -313,7 +326,7 @@ def invitation(token):
             if user is None:
                 return link_invalid("invitation")
             if current_user.is_authenticated and not getattr(current_user, "is_staff", False):
-                auth.end_user_session(db, current_user.token, actor=current_actor())
+                auth.end_user_session(session, current_user.token, actor=current_actor())
             return finish_sign_in(
                 user,
                 method="invitation",
@@ -326,6 +339,7 @@ def invitation(token):
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@flood.hashes_password
 def register():
     if not tenant_settings().self_registration:
         abort(404)
@@ -333,12 +347,12 @@ def register():
         return redirect(url_for("site.home"))
     form = RegisterForm()
     if form.validate_on_submit():
-        db = request_session()
+        session = request_session()
         try:
             email = validation.validate_email(form.email.data)
             if mail_allowed("register", email):
                 invitations.register_user(
-                    db,
+                    session,
                     email=email,
                     name=form.name.data or "",
                     actor=current_actor(),

@@ -1,13 +1,16 @@
-"""Helpers for the tenant user-flow tests: a client bound to one tenant's host, users made
-through the services, TOTP codes, mail read back from the platform outbox, and page bodies
-normalised for comparison."""
+"""What the tenant-site tests share: request headers, a client bound to one tenant's host, users
+made through the services and signed in through the real form, a staff visit, TOTP codes, the
+audit trail, mail read back from the platform outbox, and page bodies normalised for comparison.
+The fixtures in conftest.py are thin wrappers over these functions."""
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pyotp
 from sqlalchemy import select, update
@@ -23,6 +26,23 @@ from tests.conftest import PASSWORD
 
 SYSTEM = Actor.system("test")
 NEW_PASSWORD = "a brand new passphrase for tests"
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+
+
+def host(tenant) -> dict[str, str]:
+    return {"Host": f"{tenant.slug}.localhost"}
+
+
+def htmx(tenant) -> dict[str, str]:
+    return {**host(tenant), "HX-Request": "true"}
+
+
+def body(response) -> str:
+    return response.get_data(as_text=True)
 
 
 class Site:
@@ -66,19 +86,26 @@ class Site:
         return response
 
 
-def add_user(
+def browser(client, tenant, *, agent=FIREFOX, addr="198.51.100.30") -> Site:
+    """A browser of its own (separate cookies) on `tenant`'s site."""
+    site = Site(client.application.test_client(), tenant, addr=addr)
+    site.client.environ_base["HTTP_USER_AGENT"] = agent
+    return site
+
+
+def make_user(
     tenant,
-    email: str | None = None,
+    roles=(),
     *,
+    email: str | None = None,
     name: str = "",
     password: str | None = PASSWORD,
-    roles=(),
     status: str = "active",
-):
-    """A user made through the service; returns (id, email)."""
+) -> User:
+    """A user of `tenant` made through the service; returns the (detached) row."""
     email = email or f"user-{secrets.token_hex(4)}@example.com"
     with db.tenant_scope(tenant) as session:
-        user = lifecycle.create_user(
+        return lifecycle.create_user(
             session,
             email=email,
             name=name,
@@ -87,7 +114,36 @@ def add_user(
             role_keys=list(roles),
             actor=SYSTEM,
         )
-        return user.id, user.email
+
+
+def add_user(tenant, email: str | None = None, **fields) -> tuple[int, str]:
+    """`make_user` for the tests that need only the new user's (id, email)."""
+    user = make_user(tenant, email=email, **fields)
+    return user.id, user.email
+
+
+def user_row(tenant, user_id) -> User:
+    with db.tenant_scope(tenant) as session:
+        return session.get(User, user_id)
+
+
+def sign_in(tenant, user, password=PASSWORD, *, client):
+    """Sign `client` in to `tenant`'s site as `user` through the form (without MFA), from the
+    test client's own address; returns `user`."""
+    response = Site(client, tenant, addr="127.0.0.1").sign_in(user.email, password)
+    assert response.status_code == 303, body(response)[:500]
+    return user
+
+
+def open_tenant(client, tenant) -> None:
+    """The signed-in staff member opens `tenant` from the console (the one-time hand-off, as MSP
+    staff do it); the client is then on a visit to the tenant's site."""
+    response = client.post(f"/tenants/{tenant.slug}/open", headers={"Host": "localhost"})
+    assert response.status_code == 200, body(response)[:500]
+    link = re.search(r'id="handoff" href="([^"]+)"', body(response)).group(1)
+    path = urlsplit(html.unescape(link)).path
+    landed = client.get(path, headers=host(tenant))
+    assert landed.status_code == 303, body(landed)[:500]
 
 
 def code_at(secret: str, offset_steps: int = 0) -> str:
@@ -129,13 +185,16 @@ def backdate_sessions(tenant, user_id: int, **columns: datetime) -> None:
         session.execute(update(UserSession).where(UserSession.user_id == user_id).values(**columns))
 
 
-def audit_actions(tenant, user_id: int | None = None) -> list[str]:
-    """Actions of the tenant's audit trail, oldest first (about `user_id` if given)."""
+def audit_entries(tenant, action=None, target_id=None) -> list[TenantAuditEntry]:
+    """The tenant's audit entries, newest first: of `action` and about user `target_id` when
+    they are given."""
     with db.tenant_scope(tenant) as session:
-        query = select(TenantAuditEntry.action).order_by(TenantAuditEntry.seq)
-        if user_id is not None:
+        query = select(TenantAuditEntry).order_by(TenantAuditEntry.seq.desc())
+        if action is not None:
+            query = query.where(TenantAuditEntry.action == action)
+        if target_id is not None:
             query = query.where(
-                TenantAuditEntry.target_type == "user", TenantAuditEntry.target_id == str(user_id)
+                TenantAuditEntry.target_type == "user", TenantAuditEntry.target_id == str(target_id)
             )
         return list(session.scalars(query))
 
